@@ -1,0 +1,90 @@
+"""A trained model with everything needed to score new pairs: preprocessing, head kind, thresholds.
+
+Saved as a folder (``model.keras`` + ``bundle.json``), written to a temporary sibling and renamed,
+so a crash never leaves a half-written model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from siamese.data import PairSet, Preprocessor
+from siamese.model import scores
+
+MODEL_FILE, META_FILE = "model.keras", "bundle.json"
+
+
+@dataclass
+class ModelBundle:
+    """A Keras model plus how to feed it and read its output."""
+
+    model: keras.Model
+    preprocessor: Preprocessor
+    kind: str
+    threshold: float
+    f1_threshold: float
+    columns: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def dim(self) -> int:
+        """Width of one side."""
+        return int(self.model.inputs[0].shape[-1])
+
+    def raw(self, pairs: PairSet, batch_size: int = 4096) -> np.ndarray:
+        """Model output on already-preprocessed pairs."""
+        out = self.model.predict([pairs.left, pairs.right], batch_size=batch_size, verbose=0)
+        return np.asarray(out, dtype=np.float64).reshape(-1)
+
+    def score(self, pairs: PairSet, preprocessed: bool = False) -> np.ndarray:
+        """Similarity scores (higher = more similar) for raw or preprocessed pairs."""
+        pairs = pairs if preprocessed else self.preprocessor.apply(pairs)
+        return scores(self.raw(pairs), self.kind)
+
+    def predict(self, pairs: PairSet) -> tuple[np.ndarray, np.ndarray]:
+        """Scores and 0/1 predictions at the validation-chosen threshold."""
+        s = self.score(pairs)
+        return s, (s >= self.threshold).astype(np.int64)
+
+    def save(self, folder: str | os.PathLike) -> Path:
+        """Write atomically to ``folder`` (replacing it)."""
+        folder = Path(folder)
+        tmp = folder.with_name(folder.name + ".partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        self.model.save(tmp / MODEL_FILE)
+        meta = {
+            "kind": self.kind,
+            "threshold": self.threshold,
+            "f1_threshold": self.f1_threshold,
+            "dim": self.dim,
+            "columns": self.columns,
+            "preprocessing": self.preprocessor.to_dict(),
+            "score": "higher = more similar" + ("; score = -distance" if self.kind == "distance" else ""),
+        }
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=1))
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike) -> "ModelBundle":
+        """Load in Keras safe mode (no unsafe deserialisation)."""
+        folder = Path(folder)
+        meta = json.loads((folder / META_FILE).read_text())
+        model = keras.models.load_model(folder / MODEL_FILE, compile=False, safe_mode=True)
+        return cls(
+            model=model,
+            preprocessor=Preprocessor.from_dict(meta["preprocessing"]),
+            kind=meta["kind"],
+            threshold=float(meta["threshold"]),
+            f1_threshold=float(meta["f1_threshold"]),
+            columns=meta.get("columns", {}),
+        )

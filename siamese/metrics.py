@@ -1,0 +1,89 @@
+"""Validation chooses thresholds; test reuses them. Scores: higher = more similar."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import average_precision_score, matthews_corrcoef, roc_auc_score
+
+FIXED_DISTANCE_THRESHOLD = 0.5  # the question's rule: distance < 0.5 ⇒ same
+
+
+def _cuts(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Thresholds between distinct scores with true/false positives when predicting s >= t."""
+    order = np.argsort(-s, kind="stable")
+    s_sorted, y_sorted = s[order], y[order]
+    distinct = np.r_[np.flatnonzero(np.diff(s_sorted) != 0), len(s) - 1]
+    tp = np.cumsum(y_sorted)[distinct]
+    fp = distinct + 1 - tp
+    below = np.r_[s_sorted[distinct[:-1] + 1], s_sorted[-1] - 1.0]
+    thresholds = (s_sorted[distinct] + below) / 2.0
+    # Cut above every score: predict nothing as same.
+    return np.r_[s_sorted[0] + 1.0, thresholds], np.r_[0, tp], np.r_[0, fp]
+
+
+def best_threshold(y: np.ndarray, s: np.ndarray, objective: str = "accuracy") -> tuple[float, float]:
+    """The threshold on ``s`` maximising accuracy or F1 on these labels, and that value.
+
+    Predictions are ``s >= threshold``; thresholds sit midway between distinct scores.
+    """
+    y, s = np.asarray(y, dtype=np.float64), np.asarray(s, dtype=np.float64)
+    thresholds, tp, fp = _cuts(y, s)
+    pos, n = y.sum(), len(y)
+    if objective == "accuracy":
+        value = (tp + (n - pos - fp)) / n
+    elif objective == "f1":
+        value = 2 * tp / np.maximum(2 * tp + fp + (pos - tp), 1)
+    else:
+        raise ValueError(objective)
+    best = int(np.argmax(value))
+    return float(thresholds[best]), float(value[best])
+
+
+def _f1(y: np.ndarray, pred: np.ndarray) -> float:
+    tp = float(np.sum(pred & (y == 1)))
+    denom = 2 * tp + float(np.sum(pred & (y == 0))) + float(np.sum(~pred & (y == 1)))
+    return 2 * tp / denom if denom else 0.0
+
+
+def evaluate(
+    y: np.ndarray,
+    s: np.ndarray,
+    prefix: str,
+    threshold: float,
+    f1_threshold: float,
+    distance: np.ndarray | None = None,
+) -> dict[str, float]:
+    """Metrics of scores ``s`` against labels ``y`` at given thresholds.
+
+    Args:
+        y: 0/1 labels.
+        s: scores, higher = more similar.
+        prefix: ``val`` or ``test``.
+        threshold: for accuracy and MCC (chosen on validation).
+        f1_threshold: for F1 (chosen on validation).
+        distance: raw distances when the model outputs one, for the fixed 0.5 rule.
+    """
+    y = np.asarray(y).astype(int)
+    s = np.asarray(s, dtype=np.float64)
+    if not np.all(np.isfinite(s)):
+        raise ValueError(f"{prefix} scores contain NaN or inf")
+    pred = s >= threshold
+    out = {
+        f"{prefix}_auc": float(roc_auc_score(y, s)),
+        f"{prefix}_ap": float(average_precision_score(y, s)),
+        f"{prefix}_accuracy": float(np.mean(pred == (y == 1))),
+        f"{prefix}_f1": _f1(y, s >= f1_threshold),
+        f"{prefix}_mcc": float(matthews_corrcoef(y, pred.astype(int))),
+    }
+    if distance is not None:
+        fixed = np.asarray(distance).reshape(-1) < FIXED_DISTANCE_THRESHOLD
+        out[f"{prefix}_accuracy_fixed"] = float(np.mean(fixed == (y == 1)))
+    return out
+
+
+def choose_thresholds(y_val: np.ndarray, s_val: np.ndarray) -> dict[str, float]:
+    """Accuracy- and F1-maximising thresholds on validation."""
+    return {
+        "threshold": best_threshold(y_val, s_val, "accuracy")[0],
+        "f1_threshold": best_threshold(y_val, s_val, "f1")[0],
+    }

@@ -1,0 +1,174 @@
+"""The Siamese model: a shared encoder, a symmetric comparison and a head, in ``keras.ops``.
+
+Every layer here is registered, so a saved ``.keras`` file loads in safe mode anywhere.
+Scores follow one convention: higher = more similar (see :func:`scores`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+from keras import layers, ops
+
+from siamese.errors import ConfigError
+from siamese.losses import LOSS_TARGET, PairAccuracy, build_loss
+
+DISTANCES = ("l2", "l1", "cosine", "learned")
+OUTPUT_ACTIVATIONS = ("linear", "sigmoid")
+ACTIVATIONS = ("relu", "gelu", "tanh", "elu", "selu", "swish", "sigmoid", "linear")
+OPTIMIZERS = {"rmsprop": keras.optimizers.RMSprop, "adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW}
+
+
+@keras.saving.register_keras_serializable(package="siamese")
+class L2Normalize(layers.Layer):
+    """Scale each row to unit length."""
+
+    def call(self, x: Any) -> Any:
+        return x / ops.sqrt(ops.maximum(ops.sum(ops.square(x), axis=-1, keepdims=True), 1e-12))
+
+
+@keras.saving.register_keras_serializable(package="siamese")
+class PairFeatures(layers.Layer):
+    """Symmetric features of two embeddings: f(u, v) == f(v, u).
+
+    ``l1``: |u−v|; ``l2``: (u−v)²; ``cosine``: cos(u, v) (one feature); ``learned``: [|u−v|, u⊙v].
+    """
+
+    def __init__(self, mode: str = "l2", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.mode = mode
+
+    def call(self, inputs: Any) -> Any:
+        u, v = inputs
+        if self.mode == "l1":
+            return ops.abs(u - v)
+        if self.mode == "l2":
+            return ops.square(u - v)
+        if self.mode == "cosine":
+            norm = L2Normalize()
+            return ops.sum(norm(u) * norm(v), axis=-1, keepdims=True)
+        return ops.concatenate([ops.abs(u - v), u * v], axis=-1)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "mode": self.mode}
+
+
+@keras.saving.register_keras_serializable(package="siamese")
+class Distance(layers.Layer):
+    """Reduce :class:`PairFeatures` to one distance: L1 sum, Euclidean, or 1 − cosine."""
+
+    def __init__(self, mode: str = "l2", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.mode = mode
+
+    def call(self, features: Any) -> Any:
+        if self.mode == "l1":
+            return ops.sum(features, axis=-1, keepdims=True)
+        if self.mode == "l2":
+            # The question's sqrt(max(sum, eps)): finite gradient at d = 0.
+            return ops.sqrt(ops.maximum(ops.sum(features, axis=-1, keepdims=True), 1e-7))
+        return 1.0 - features
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "mode": self.mode}
+
+
+def output_kind(model_cfg: Any, loss_name: str) -> str:
+    """What the model outputs for this model/loss pair: ``distance``, ``logit`` or ``probability``.
+
+    Raises:
+        ConfigError: for an unknown value or a combination without a meaning.
+    """
+    checks = (
+        ("model.distance", model_cfg.distance, DISTANCES),
+        ("model.output_activation", model_cfg.output_activation, OUTPUT_ACTIVATIONS),
+        ("model.activation", model_cfg.activation, ACTIVATIONS),
+        ("loss", loss_name, tuple(LOSS_TARGET)),
+    )
+    for key, value, allowed in checks:
+        if value not in allowed:
+            raise ConfigError(f"{key}={value!r} is not one of {list(allowed)}")
+    if not 0.0 <= float(model_cfg.dropout) < 1.0:
+        raise ConfigError(f"model.dropout={model_cfg.dropout} must be in [0, 1)")
+    if int(model_cfg.depth) < 1 or int(model_cfg.width) < 1:
+        raise ConfigError("model.depth and model.width must be at least 1")
+    if LOSS_TARGET[loss_name] == "logit":
+        return "logit" if model_cfg.output_activation == "linear" else "probability"
+    if model_cfg.distance == "learned":
+        raise ConfigError(
+            f"loss={loss_name} trains a distance, but model.distance=learned outputs a logit; "
+            "use loss=bce with the learned head"
+        )
+    if model_cfg.output_activation != "linear":
+        raise ConfigError(
+            f"loss={loss_name} trains the raw distance; model.output_activation=sigmoid applies "
+            "to a logit: use loss=bce, or output_activation=linear"
+        )
+    return "distance"
+
+
+def build_encoder(dim: int, cfg: Any) -> keras.Model:
+    """The shared tower: ``depth`` Dense layers with dropout between them, then an optional
+    linear projection to ``embedding_dim`` and optional L2 normalisation."""
+    inp = keras.Input(shape=(dim,), name="vector")
+    x = inp
+    for i in range(int(cfg.depth)):
+        x = layers.Dense(int(cfg.width), activation=cfg.activation, name=f"dense_{i}")(x)
+        if cfg.batch_norm:
+            x = layers.BatchNormalization(name=f"bn_{i}")(x)
+        last = i == int(cfg.depth) - 1
+        # As in the question, no dropout after the last hidden layer when it is the embedding.
+        if cfg.dropout > 0 and (not last or cfg.embedding_dim):
+            x = layers.Dropout(float(cfg.dropout), name=f"dropout_{i}")(x)
+    if cfg.embedding_dim:
+        x = layers.Dense(int(cfg.embedding_dim), name="embedding")(x)
+    if cfg.normalize_embedding:
+        x = L2Normalize(name="l2_normalize")(x)
+    return keras.Model(inp, x, name="encoder")
+
+
+def build_model(dim: int, model_cfg: Any, loss_name: str) -> keras.Model:
+    """Two inputs (``left``, ``right``) → shared encoder → comparison → head.
+
+    A distance head outputs the distance itself (for contrastive losses). A logit head puts a
+    calibrating Dense layer on the pair features (for ``l1`` this is the question's accepted
+    advice: |u−v| → Dense(1)); the learned head adds a hidden layer of ``head_width`` first.
+    """
+    kind = output_kind(model_cfg, loss_name)
+    left, right = keras.Input(shape=(dim,), name="left"), keras.Input(shape=(dim,), name="right")
+    encoder = build_encoder(dim, model_cfg)
+    feats = PairFeatures(model_cfg.distance, name="pair_features")([encoder(left), encoder(right)])
+    if kind == "distance":
+        out = Distance(model_cfg.distance, name="distance")(feats)
+    else:
+        if model_cfg.distance == "learned":
+            feats = layers.Dense(int(model_cfg.head_width), activation="relu", name="head_hidden")(feats)
+        out = layers.Dense(1, name="logit")(feats)
+        if kind == "probability":
+            out = layers.Activation("sigmoid", name="probability")(out)
+    return keras.Model([left, right], out, name="siamese")
+
+
+def compile_model(model: keras.Model, cfg: Any, kind: str) -> None:
+    """Attach optimizer, loss and the per-epoch accuracy from a full run config."""
+    opt = cfg.optimizer
+    if opt.name not in OPTIMIZERS:
+        raise ConfigError(f"optimizer.name={opt.name!r} is not one of {list(OPTIMIZERS)}")
+    kwargs = {"learning_rate": float(opt.learning_rate)}
+    if opt.name == "adamw":
+        kwargs["weight_decay"] = float(opt.weight_decay)
+    model.compile(
+        optimizer=OPTIMIZERS[opt.name](**kwargs),
+        loss=build_loss(cfg.loss, cfg.model.output_activation),
+        metrics=[PairAccuracy(kind)],
+        jit_compile=cfg.training.jit_compile,
+        steps_per_execution=int(cfg.training.steps_per_execution),
+    )
+
+
+def scores(output: np.ndarray, kind: str) -> np.ndarray:
+    """Model output → score, higher = more similar (a distance is negated)."""
+    out = np.asarray(output, dtype=np.float64).reshape(-1)
+    return -out if kind == "distance" else out

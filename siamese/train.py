@@ -1,0 +1,148 @@
+"""Train one Siamese model from a config, evaluate it honestly, and record it in MLflow.
+
+    python -m siamese.train [overrides]        # one run
+    python -m siamese.train -m a=1,2 b=x,y     # one run per combination, same store
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import keras
+import mlflow
+import numpy as np
+from omegaconf import DictConfig
+
+from siamese import plots, tracking
+from siamese.bundle import ModelBundle
+from siamese.data import Dataset, load_dataset
+from siamese.errors import ConfigError
+from siamese.metrics import choose_thresholds, evaluate
+from siamese.model import build_model, compile_model, output_kind, scores
+
+MONITORS = {"val_loss": "min", "val_acc": "max", "val_auc_epoch": "max", "loss": "min"}
+
+
+class Diverged(RuntimeError):
+    """Training produced a NaN or infinite loss."""
+
+
+class EpochValidation(keras.callbacks.Callback):
+    """Adds ``val_auc_epoch`` to each epoch's logs (before early stopping reads them) and
+    raises :class:`Diverged` on a non-finite loss, so a diverged run never passes as finished."""
+
+    def __init__(self, data: Dataset, kind: str) -> None:
+        super().__init__()
+        self.data, self.kind = data, kind
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        logs = logs if logs is not None else {}
+        loss = logs.get("loss", 0.0)
+        if not math.isfinite(loss):
+            raise Diverged(f"training diverged: loss is {loss} at epoch {epoch + 1}")
+        out = self.model.predict([self.data.val.left, self.data.val.right], batch_size=4096, verbose=0)
+        s = scores(out, self.kind)
+        if np.all(np.isfinite(s)):
+            from sklearn.metrics import roc_auc_score
+
+            logs["val_auc_epoch"] = float(roc_auc_score(self.data.val.y, s))
+
+
+def fit(cfg: DictConfig, data: Dataset, callbacks: list[keras.callbacks.Callback] | None = None) -> tuple[keras.Model, str, dict[str, list[float]]]:
+    """Build, compile and fit the model a config describes.
+
+    Returns:
+        The fitted model (best epoch's weights when early stopping restores them), its output
+        kind, and the per-epoch history.
+    """
+    keras.utils.set_random_seed(int(cfg.seed))
+    kind = output_kind(cfg.model, cfg.loss.name)
+    model = build_model(data.train.dim, cfg.model, cfg.loss.name)
+    compile_model(model, cfg, kind)
+    train = data.train.concat(data.train.swapped()) if cfg.training.swap_augment else data.train
+    run_callbacks: list[keras.callbacks.Callback] = [EpochValidation(data, kind)]
+    stop = cfg.training.early_stopping
+    if stop.patience is not None:
+        if stop.monitor not in MONITORS:
+            raise ConfigError(f"training.early_stopping.monitor={stop.monitor!r} is not one of {list(MONITORS)}")
+        run_callbacks.append(keras.callbacks.EarlyStopping(
+            monitor=stop.monitor, mode=MONITORS[stop.monitor], patience=int(stop.patience),
+            restore_best_weights=bool(stop.restore_best)))
+    history = model.fit(
+        [train.left, train.right], train.y,
+        validation_data=([data.val.left, data.val.right], data.val.y),
+        epochs=int(cfg.training.epochs), batch_size=int(cfg.training.batch_size), shuffle=True,
+        verbose=int(cfg.training.verbose), callbacks=run_callbacks + list(callbacks or []),
+    )
+    return model, kind, {k: [float(x) for x in v] for k, v in history.history.items()}
+
+
+def assess(model: keras.Model, kind: str, data: Dataset, cfg: DictConfig, with_test: bool = True) -> tuple[ModelBundle, dict[str, float], dict[str, Any]]:
+    """Choose thresholds on validation, then compute validation (and test) metrics with them.
+
+    Returns:
+        The bundle (model + preprocessing + thresholds), the metrics, and the raw scores per split.
+    """
+    out: dict[str, Any] = {}
+    bundle = ModelBundle(model, data.preprocessor, kind, 0.0, 0.0, data.columns.to_dict())
+    splits = {"val": data.val, "test": data.test} if with_test else {"val": data.val}
+    for name, pairs in splits.items():
+        raw = bundle.raw(pairs)
+        out[name] = (pairs.y, scores(raw, kind), raw if kind == "distance" else None)
+    y_val, s_val, _ = out["val"]
+    if not np.all(np.isfinite(s_val)):
+        raise Diverged("the model's validation scores are NaN or infinite")
+    chosen = choose_thresholds(y_val, s_val)
+    bundle.threshold, bundle.f1_threshold = chosen["threshold"], chosen["f1_threshold"]
+    metrics = {f"val_{k}": v for k, v in chosen.items()}
+    for name, (y, s, d) in out.items():
+        metrics.update(evaluate(y, s, name, chosen["threshold"], chosen["f1_threshold"], d))
+    return bundle, metrics, out
+
+
+def record(bundle: ModelBundle, metrics: dict[str, float], history: dict[str, list[float]], split_scores: dict[str, Any], log_model: bool = True) -> None:
+    """Log final metrics, the validation figures and (optionally) the model to the active run."""
+    mlflow.log_metrics(metrics)
+    tracking.log_figure(plots.learning_curves(history), "plots/learning_curves.png")
+    tracking.log_figure(plots.roc({k: v[:2] for k, v in split_scores.items()}), "plots/roc.png")
+    y_val, s_val, _ = split_scores["val"]
+    tracking.log_figure(plots.score_histogram(y_val, s_val, bundle.threshold), "plots/score_histogram.png")
+    if log_model:
+        with tracking.scratch_dir() as tmp:
+            tracking.log_dir(bundle.save(Path(tmp) / "model"), "model")
+
+
+def start(cfg: DictConfig) -> Dataset:
+    """Checks that must pass before a run is opened: config combination, tracking store, data."""
+    output_kind(cfg.model, cfg.loss.name)
+    tracking.configure(cfg.tracking)
+    return load_dataset(cfg.data, int(cfg.seed))
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Train one model from ``cfg`` and record it as one MLflow run.
+
+    Returns:
+        Final validation and test metrics (test uses thresholds chosen on validation).
+    """
+    data = start(cfg)
+    tags = tracking.reproducibility_tags(int(cfg.seed), data.hashes, data.files)
+    with tracking.run(cfg.tracking.experiment, cfg.tracking.artifact_root, cfg.get("run_name"), tags={**tags, "kind": "train"}):
+        tracking.log_config(cfg)
+        t0 = time.perf_counter()
+        model, kind, history = fit(cfg, data, [tracking.EpochLogger()])
+        bundle, metrics, split_scores = assess(model, kind, data, cfg)
+        metrics["train_seconds"] = time.perf_counter() - t0
+        metrics["epochs_run"] = float(len(history.get("loss", [])))
+        record(bundle, metrics, history, split_scores, bool(cfg.tracking.log_model))
+    print(" ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k.startswith(("val_auc", "val_accuracy", "test_auc", "test_accuracy"))))
+    return metrics
+
+
+if __name__ == "__main__":
+    from siamese.cli import entry
+
+    entry(train, "train")()
