@@ -2,11 +2,30 @@
 
 import os
 
-# TensorFlow's C++ start-up chatter hides the one-line errors this tool prints.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 from siamese.paths import register_resolvers
 
+
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow with stderr muted at the file-descriptor level.
+
+    TensorFlow's C++ start-up lines (oneDNN, CUDA stubs) are written before any log level
+    applies, and would bury the one-line errors this tool prints. ``SIAMESE_TF_VERBOSE=1``
+    keeps them. Import errors still surface: Python raises them after stderr is restored.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if os.environ.get("SIAMESE_TF_VERBOSE"):
+        return
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+_import_tensorflow_quietly()
 register_resolvers()
 
 __version__ = "0.1.0"

@@ -148,6 +148,11 @@ def column_spec(names: Sequence[str], label: str | None, left: Any, right: Any, 
     return ColumnSpec(label or "", lcols, rcols)
 
 
+def _show(value: Any) -> str:
+    """A cell value as a user would write it: strings quoted, numbers plain."""
+    return repr(value) if isinstance(value, str) else str(getattr(value, "item", lambda: value)())
+
+
 def _features(frame: pd.DataFrame, columns: list[str], path: Path, first_line: int) -> np.ndarray:
     for col in columns:
         series = frame[col]
@@ -157,7 +162,7 @@ def _features(frame: pd.DataFrame, columns: list[str], path: Path, first_line: i
             if series.dtype == bool or len(bad):
                 row = int(bad[0]) if len(bad) else 0
                 raise DataError(
-                    f"{path}: column '{col}' line {row + first_line} is not numeric: {series.iloc[row]!r}"
+                    f"{path}: column '{col}' line {row + first_line} is not numeric: {_show(series.iloc[row])}"
                 )
     values = frame[columns].to_numpy(dtype=np.float32)
     finite = np.isfinite(values)
@@ -184,7 +189,7 @@ def _labels(series: pd.Series, path: Path, first_line: int) -> np.ndarray:
         row = int(bad[0])
         raise DataError(
             f"{path}: label column '{series.name}' line {row + first_line} is "
-            f"{series.iloc[row]!r}; labels must be 0 or 1 (1 = same)"
+            f"{_show(series.iloc[row])}; labels must be 0 or 1 (1 = same)"
         )
     return values.astype(np.float32)
 

@@ -1,0 +1,79 @@
+"""Shared fixtures: configs composed from conf/ into a tmp MLflow store, small real data."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from siamese.data import build_digits
+from siamese.paths import config_dir, project_root
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# Small enough for seconds per run, large enough that a broken model shows.
+SMALL = ["++data.n_train=600", "++data.n_test=200", "training.epochs=2", "training.verbose=0"]
+
+
+@pytest.fixture(scope="session")
+def digits_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("digits-cache")
+
+
+def tracking_overrides(store: Path) -> list[str]:
+    return [f"tracking.uri=sqlite:///{store}/mlflow.db", f"tracking.artifact_root={store}/artifacts"]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    folder = tmp_path / "mlruns"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def make_cfg(store: Path, digits_cache: Path) -> Callable[..., DictConfig]:
+    """Compose a config as the CLI would, writing to a tmp store and a shared digits cache."""
+
+    def _make(*overrides: str, config: str = "train", small: bool = True) -> DictConfig:
+        base = [*tracking_overrides(store), f"++data.cache_dir={digits_cache}"]
+        with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
+            return compose(config_name=config, overrides=[*base, *(SMALL if small else []), *overrides])
+
+    return _make
+
+
+@pytest.fixture(scope="session")
+def digits_files(digits_cache: Path) -> tuple[Path, Path]:
+    return build_digits(digits_cache, seed=0, n_train=600, n_test=200)
+
+
+@pytest.fixture
+def digits_frame(digits_files: tuple[Path, Path]) -> pd.DataFrame:
+    return pd.read_csv(digits_files[0])
+
+
+def run_cli(module: str, *args: str, env: dict[str, str] | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run ``python -m siamese.<module>`` as a user would, from a foreign working directory."""
+    return subprocess.run(
+        [sys.executable, "-m", f"siamese.{module}", *args],
+        cwd=Path("/tmp") if Path("/tmp").is_dir() else project_root(),
+        capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})},
+    )
+
+
+def random_pairs(n: int, dim: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    left = rng.normal(size=(n, dim)).astype(np.float32)
+    y = rng.integers(0, 2, n).astype(np.float32)
+    right = np.where(y[:, None] == 1, left + 0.3 * rng.normal(size=(n, dim)), rng.normal(size=(n, dim))).astype(np.float32)
+    return left, right, y

@@ -1,0 +1,133 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from conftest import run_cli, tracking_overrides
+from siamese.bundle import ModelBundle
+from siamese.data import file_sha256, load_dataset
+from siamese.train import Diverged, train
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "mrpc-minilm"
+
+
+def runs(store: Path, experiment: str = "digits"):
+    client = MlflowClient(f"sqlite:///{store}/mlflow.db")
+    exp = client.get_experiment_by_name(experiment)
+    return client, client.search_runs([exp.experiment_id]) if exp else []
+
+
+def test_train_records_a_complete_run(make_cfg, store, tmp_path):
+    cfg = make_cfg("training.epochs=3", "training.early_stopping.patience=null", "seed=7")
+    metrics = train(cfg)
+    client, found = runs(store)
+    assert len(found) == 1
+    run = found[0]
+    assert run.info.status == "FINISHED"
+    # Params: the flattened resolved config.
+    assert run.data.params["model.distance"] == "l1" and run.data.params["seed"] == "7"
+    assert run.data.params["training.epochs"] == "3" and run.data.params["loss.name"] == "bce"
+    # Per-epoch curves with step = epoch.
+    for key in ("loss", "val_loss", "acc", "val_acc", "val_auc_epoch"):
+        history = client.get_metric_history(run.info.run_id, key)
+        assert [m.step for m in history] == [0, 1, 2], key
+    assert [m.value for m in client.get_metric_history(run.info.run_id, "loss")][-1] < \
+        [m.value for m in client.get_metric_history(run.info.run_id, "loss")][0]
+    for key in ("val_auc", "val_accuracy", "val_f1", "val_ap", "val_mcc", "test_auc", "test_accuracy", "test_f1", "val_threshold"):
+        assert run.data.metrics[key] == pytest.approx(metrics[key]), key
+    assert "val_accuracy_fixed" not in metrics  # a logit head has no distance rule
+    tags = run.data.tags
+    train_file = Path(tags["data_train_file"])
+    assert tags["data_train_sha256"] == file_sha256(train_file)
+    assert tags["seed"] == "7" and len(tags["git_commit"]) in (7, 40) or tags["git_commit"] == "unknown"
+    for key in ("python_version", "tensorflow_version", "keras_version", "mlflow_version", "data_test_sha256"):
+        assert tags[key]
+    names = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"config.yaml", "plots", "model"} <= names
+    plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+    assert plots == {"plots/learning_curves.png", "plots/roc.png", "plots/score_histogram.png"}
+    assert str(store) in run.info.artifact_uri
+    # The logged model reproduces the logged validation AUC.
+    local = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="model", dst_path=str(tmp_path), tracking_uri=f"sqlite:///{store}/mlflow.db")
+    bundle = ModelBundle.load(local)
+    data = load_dataset(cfg.data, int(cfg.seed))
+    from sklearn.metrics import roc_auc_score
+
+    s_test = bundle.score(data.test, preprocessed=True)
+    assert roc_auc_score(data.test.y, s_test) == pytest.approx(metrics["test_auc"], abs=1e-9)
+    assert bundle.threshold == pytest.approx(metrics["val_threshold"])
+
+
+def test_distance_head_reports_the_questions_fixed_rule(make_cfg):
+    metrics = train(make_cfg("loss=contrastive", "model.distance=l2", "data.preprocess=standardize"))
+    assert 0.0 <= metrics["val_accuracy_fixed"] <= 1.0 and 0.0 <= metrics["test_accuracy_fixed"] <= 1.0
+    assert metrics["val_accuracy"] >= metrics["val_accuracy_fixed"] - 1e-9  # chosen on val: never worse on val
+
+
+def test_diverged_training_fails_the_run(make_cfg, store, tmp_path, digits_files):
+    frame = pd.read_csv(digits_files[0])
+    features = frame.columns[:-1]
+    frame[features] = frame[features] * 1e37  # finite input, overflowing activations
+    frame.to_csv(tmp_path / "huge.csv", index=False)
+    cfg = make_cfg("data=csv", f"data.train={tmp_path}/huge.csv", f"data.test={digits_files[1]}", "optimizer.learning_rate=10")
+    with pytest.raises(Diverged):
+        train(cfg)
+    _, found = runs(store, "csv")
+    assert [r.info.status for r in found] == ["FAILED"]
+    assert "diverged" in found[0].data.tags["failure_reason"] or "NaN" in found[0].data.tags["failure_reason"]
+
+
+@pytest.mark.parametrize("preset", ["question", "question_fix"])
+def test_presets_train(make_cfg, preset):
+    cfg = make_cfg(f"experiment={preset}")
+    assert cfg.training.batch_size == 32 and cfg.data.val_fraction == 0.5 and not cfg.data.shuffle
+    assert (cfg.model.distance, cfg.loss.name) == (("l2", "contrastive") if preset == "question" else ("l1", "bce"))
+    metrics = train(cfg)
+    assert metrics["val_auc"] > 0.6
+
+
+@pytest.mark.parametrize("args, message", [
+    (["data=csv", "data.train=/nonexistent/train.csv", "data.test=/nonexistent/test.csv"], "/nonexistent/train.csv: file not found"),
+    (["model.distance=l3"], "model.distance='l3' is not one of"),
+    (["loss=contrastive", "model.distance=learned"], "use loss=bce with the learned head"),
+    (["data=nope"], "Could not find 'data/nope'"),
+    (["model.no_such_key=1"], "no_such_key"),
+    (["tracking.uri=http://127.0.0.1:9"], "tracking server http://127.0.0.1:9 is unreachable"),
+])
+def test_cli_bad_input_exits_2_with_one_line(args, message, store):
+    result = run_cli("train", *tracking_overrides(store), *args, timeout=120)
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if line.strip() and "HYDRA_FULL_ERROR" not in line]
+    assert message in result.stderr
+    assert len(lines) <= 2, result.stderr  # the message (Hydra may put its hint on a line of its own)
+    _, found = runs(store)
+    assert not found  # nothing recorded, let alone marked finished
+
+
+@pytest.mark.slow
+def test_multirun_writes_every_job_to_one_store(store, digits_cache):
+    result = run_cli("train", "-m", "seed=1,2", *tracking_overrides(store), f"data.cache_dir={digits_cache}",
+                     "data.n_train=600", "data.n_test=200", "training.epochs=2", "training.verbose=0")
+    assert result.returncode == 0, result.stderr[-3000:]
+    _, found = runs(store)
+    assert sorted(r.data.params["seed"] for r in found) == ["1", "2"]
+    assert all(r.info.status == "FINISHED" for r in found)
+
+
+@pytest.mark.slow
+def test_default_model_on_full_digits(make_cfg):
+    metrics = train(make_cfg(small=False, *["training.verbose=0"]))
+    assert metrics["val_auc"] >= 0.97 and metrics["test_auc"] >= 0.95
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SHARED.exists(), reason="the team's shared mrpc-minilm tables are not beside this checkout")
+@pytest.mark.parametrize("preset", ["question", "question_fix"])
+def test_presets_on_mrpc(make_cfg, preset):
+    metrics = train(make_cfg(f"experiment={preset}", "data=mrpc-minilm", f"data.root_dir={SHARED}", "training.verbose=0", small=False))
+    assert metrics["test_auc"] > 0.6 and np.isfinite(metrics["test_accuracy"])
