@@ -12,7 +12,7 @@ ARGS    ?=
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: setup train tune test test-fast ui clean
+.PHONY: setup train tune report test test-fast ui clean
 
 setup: $(STAMP)
 
@@ -24,6 +24,12 @@ $(STAMP): pyproject.toml
 
 train: setup
 	$(PY) -m siamese.train $(ARGS)
+
+tune: setup
+	$(PY) -m siamese.tune $(ARGS)
+
+report: setup
+	$(PY) -m siamese.report $(ARGS)
 
 test: setup
 	$(PY) -m pytest -q --timeout=900 $(ARGS)

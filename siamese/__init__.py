@@ -12,14 +12,17 @@ def _import_tensorflow_quietly() -> None:
     applies, and would bury the one-line errors this tool prints. ``SIAMESE_TF_VERBOSE=1``
     keeps them. Import errors still surface: Python raises them after stderr is restored.
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if os.environ.get("SIAMESE_TF_VERBOSE"):
         return
     saved = os.dup(2)
     try:
         with open(os.devnull, "w") as null:
             os.dup2(null.fileno(), 2)
-            import tensorflow  # noqa: F401
+            import tensorflow as tf
+
+            # Retracing notices between trials are expected: each trial is a new model.
+            tf.get_logger().setLevel("ERROR")
     finally:
         os.dup2(saved, 2)
         os.close(saved)

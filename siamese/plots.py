@@ -59,3 +59,44 @@ def score_histogram(y: np.ndarray, s: np.ndarray, threshold: float, title: str =
     ax.set_title(f"Scores by class ({title})")
     fig.tight_layout()
     return fig
+
+
+def objective_by_trial(values: np.ndarray, objective: str) -> Figure:
+    """Each trial's objective in run order, with the running best."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    x = np.arange(1, len(values) + 1)
+    ax.plot(x, values, "o", label=objective)
+    finite = np.where(np.isfinite(values), values, -np.inf)
+    ax.plot(x, np.maximum.accumulate(finite), "-", label="best so far")
+    ax.set_xlabel("trial")
+    ax.set_ylabel(objective)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def objective_vs_params(params: dict[str, "np.ndarray"], values: np.ndarray, objective: str) -> Figure:
+    """One panel per hyperparameter: objective against its value (categories as strips)."""
+    import pandas as pd
+
+    names = sorted(params)
+    cols = 3
+    rows = max(1, -(-len(names) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        raw = pd.Series(params[name]).reset_index(drop=True)
+        numeric = pd.to_numeric(raw, errors="coerce")
+        if numeric.notna().all() and raw.nunique() > 3:
+            ax.plot(numeric, values, "o", alpha=0.7)
+        else:
+            cats = sorted(raw.fillna("-").astype(str).unique())
+            pos = raw.fillna("-").astype(str).map({c: i for i, c in enumerate(cats)})
+            ax.plot(pos + np.random.default_rng(0).uniform(-0.1, 0.1, len(pos)), values, "o", alpha=0.7)
+            ax.set_xticks(range(len(cats)), cats, rotation=30, fontsize=8)
+        ax.set_title(name, fontsize=9)
+        ax.set_ylabel(objective, fontsize=8)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig

@@ -215,9 +215,9 @@ def short(values: dict[str, Any], width: int = 60) -> str:
     """``dist=l1 loss=bce drop=0.2 …`` for progress lines."""
     parts = []
     for key, value in values.items():
-        name = key.split(".")[-1]
-        name = {"distance": "dist", "dropout": "drop", "learning_rate": "lr", "output_activation": "out",
-                "batch_size": "bs", "preprocess": "pre"}.get(name, name)
+        name = {"model.distance": "dist", "loss.name": "loss", "model.dropout": "drop", "optimizer.name": "opt",
+                "optimizer.learning_rate": "lr", "model.output_activation": "out", "training.batch_size": "bs",
+                "data.preprocess": "pre"}.get(key, key.split(".")[-1])
         parts.append(f"{name}={value:.3g}" if isinstance(value, float) else f"{name}={value}")
     text = " ".join(parts)
     return text if len(text) <= width else text[: width - 1] + "…"

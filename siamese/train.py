@@ -104,9 +104,13 @@ def assess(model: keras.Model, kind: str, data: Dataset, cfg: DictConfig, with_t
 
 
 def record(bundle: ModelBundle, metrics: dict[str, float], history: dict[str, list[float]], split_scores: dict[str, Any], log_model: bool = True) -> None:
-    """Log final metrics, the validation figures and (optionally) the model to the active run."""
+    """Log final metrics, the validation figures and (optionally) the model to the active run.
+
+    The learning curves are drawn only when there is a ``history``.
+    """
     mlflow.log_metrics(metrics)
-    tracking.log_figure(plots.learning_curves(history), "plots/learning_curves.png")
+    if history:
+        tracking.log_figure(plots.learning_curves(history), "plots/learning_curves.png")
     tracking.log_figure(plots.roc({k: v[:2] for k, v in split_scores.items()}), "plots/roc.png")
     y_val, s_val, _ = split_scores["val"]
     tracking.log_figure(plots.score_histogram(y_val, s_val, bundle.threshold), "plots/score_histogram.png")

@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 from siamese.data import build_digits
 from siamese.paths import config_dir, project_root
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 # Small enough for seconds per run, large enough that a broken model shows.
 SMALL = ["++data.n_train=600", "++data.n_test=200", "training.epochs=2", "training.verbose=0"]

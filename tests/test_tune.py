@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
+
+from siamese.errors import ConfigError
+from siamese.search import parse_space
+from siamese.tune import tune
+
+
+@pytest.fixture
+def study_cfg(make_cfg, tmp_path):
+    def _make(*overrides: str):
+        return make_cfg(f"study_dir={tmp_path}/study", "study=t", "tuner.max_trials=3", *overrides, config="tune")
+    return _make
+
+
+def study_runs(store: Path):
+    client = MlflowClient(f"sqlite:///{store}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("digits").experiment_id])
+    by_kind = {}
+    for run in runs:
+        by_kind.setdefault(run.data.tags.get("kind"), []).append(run)
+    return client, by_kind
+
+
+@pytest.mark.parametrize("tuner", ["random", "bayesian", "hyperband", "grid"])
+def test_three_trial_study_per_tuner(study_cfg, store, tuner):
+    extra = ["tuner.oracle.max_epochs=3"] if tuner == "hyperband" else []
+    result = tune(study_cfg(f"tuner={tuner}", *extra))
+    client, runs = study_runs(store)
+    (parent,) = runs["study"]
+    trials, base = runs["trial"], runs["baseline"]
+    assert len(trials) == 3 and parent.info.status == "FINISHED"
+    assert sorted(b.data.tags["baseline"] for b in base) == ["cosine", "logistic"]
+    for child in trials + base:
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+    assert parent.data.tags["tuner"] == tuner and parent.data.tags["objective"] == "val_auc"
+    assert parent.data.tags["data_train_sha256"] and parent.data.tags["space_hash"]
+    for trial in trials:
+        assert trial.info.status == "FINISHED"
+        assert "model.distance" in trial.data.params and "trial_id" in trial.data.params
+        history = client.get_metric_history(trial.info.run_id, "val_loss")
+        assert [m.step for m in history] == list(range(len(history))) and len(history) >= 1
+        assert "test_auc" not in trial.data.metrics  # test is never looked at during the search
+        assert {a.path for a in client.list_artifacts(trial.info.run_id, "plots")} >= {"plots/roc.png", "plots/learning_curves.png"}
+    best = max(trials, key=lambda r: r.data.metrics["val_auc"])
+    assert parent.data.tags["best_trial_run_id"] == best.info.run_id
+    assert parent.data.metrics["val_auc"] == pytest.approx(best.data.metrics["val_auc"])
+    assert result["test_auc"] == pytest.approx(parent.data.metrics["test_auc"])
+    assert parent.data.tags["beats_best_baseline"] in ("true", "false")
+    names = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"leaderboard.csv", "best_params.json", "model", "plots"} <= names
+    plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
+    assert {"plots/objective_by_trial.png", "plots/objective_vs_params.png"} <= plots
+
+
+def test_resume_reuses_parent_and_skips_finished_trials(study_cfg, store):
+    tune(study_cfg("tuner.max_trials=2"))
+    _, first = study_runs(store)
+    tune(study_cfg("tuner.max_trials=4"))
+    _, runs = study_runs(store)
+    assert len(runs["study"]) == 1 and runs["study"][0].info.run_id == first["study"][0].info.run_id
+    assert len(runs["trial"]) == 4
+    assert {r.info.run_id for r in first["trial"]} <= {r.info.run_id for r in runs["trial"]}
+    assert len(runs["baseline"]) == 2  # not run again
+
+
+def test_nan_trial_is_failed_and_study_completes(study_cfg, store):
+    cfg = study_cfg("tuner=grid", "tuner.max_trials=2", "baselines=false", "optimizer=rmsprop")
+    cfg.search.params = {"optimizer.learning_rate": {"type": "choice", "values": [1.0e-3, 1.0e30]}}
+    result = tune(cfg)
+    _, runs = study_runs(store)
+    status = {r.data.params["optimizer.learning_rate"]: r.info.status for r in runs["trial"]}
+    assert status == {"0.001": "FINISHED", "1e+30": "FAILED"}
+    failed = [r for r in runs["trial"] if r.info.status == "FAILED"][0]
+    assert "diverged" in failed.data.tags["failure_reason"] or "NaN" in failed.data.tags["failure_reason"]
+    assert result["trials_failed"] == 1 and result["trials_completed"] == 1
+    assert runs["study"][0].info.status == "FINISHED"
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"model.no_such": {"type": "choice", "values": [1]}}, "unknown config key 'model.no_such'"),
+    ({"model": {"type": "choice", "values": [1]}}, "is a config group"),
+    ({"model.dropout": {"type": "float", "min": 0.5, "max": 0.1}}, "range [0.5, 0.1] is empty"),
+    ({"model.width": {"type": "choice", "values": []}}, "non-empty 'values'"),
+    ({"model.width": {"type": "choice", "values": ["wide"]}}, "takes int values"),
+    ({"model.dropout": {"type": "float", "min": "a", "max": 1}}, "range must be numbers"),
+    ({"model.depth": {"type": "float", "min": 1, "max": 3}}, "takes int values"),
+    ({"model.depth": {"type": "gaussian"}}, "type 'gaussian'"),
+    ({"model.depth": {"type": "int", "min": 1, "max": 3, "when": {"loss.name": ["bce"]}}}, "must come earlier"),
+    ({"model.depth": {"type": "int", "min": 1, "max": 3, "step": 1, "foo": 2}}, "unknown field"),
+    ({"optimizer.learning_rate": {"type": "float", "min": 0.0, "max": 1.0, "sampling": "log"}}, "log sampling needs min > 0"),
+    ({}, "search space is empty"),
+])
+def test_space_errors_before_any_trial(study_cfg, store, params, message):
+    cfg = study_cfg()
+    cfg.search.params = params
+    with pytest.raises(ConfigError) as err:
+        tune(cfg)
+    assert message in str(err.value)
+    client = MlflowClient(f"sqlite:///{store}/mlflow.db")
+    assert client.get_experiment_by_name("digits") is None  # nothing ran
+
+
+def test_default_spaces_parse(study_cfg):
+    for name in ("default", "wide", "question"):
+        cfg = study_cfg(f"search={name}")
+        params = parse_space(cfg.search.params, cfg)
+        assert {p.key for p in params} >= {"model.distance", "loss.name", "model.dropout"}
+
+
+def test_report_lists_trials_and_baselines(study_cfg, make_cfg, store, capsys):
+    from siamese.report import _list_override, report
+
+    tune(study_cfg("tuner.max_trials=2"))
+    capsys.readouterr()
+    out = report(make_cfg("report.by=[loss,model.distance]", config="report"))
+    text = capsys.readouterr().out
+    board = out["leaderboard"]
+    assert list(board["run"]).count("baseline-cosine") == 1 and (board["#"] != "-").sum() == 2
+    assert max(len(line) for line in text.splitlines()) <= 100
+    assert "val_auc by loss" in text and sum(out["by"]["loss"]["count"]) == 2
+    assert _list_override(["x", "report.by=loss,model.distance"]) == ["x", "report.by=[loss,model.distance]"]
