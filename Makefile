@@ -10,7 +10,6 @@ UI_PORT ?= 5000
 ARGS    ?=
 # `mlflow models serve --env-manager local` and friends start tools (uvicorn) from PATH.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
-export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: setup train tune report test test-fast ui clean
 
