@@ -97,11 +97,13 @@ def report(cfg: DictConfig) -> dict[str, Any]:
         raise UserError(f"study '{tags.get('study')}' has no trial runs yet")
     board = table(frame, objective, direction, int(cfg.report.top))
     m = parent.data.metrics
-    print(f"study {tags.get('study')} ({tags.get('tuner')}, {objective} {direction}) run {parent.info.run_id}: "
+    print(f"study {tags.get('study')} ({tags.get('tuner')}, {objective} {direction}): "
           f"{int(m.get('trials_completed', 0))} trials, {int(m.get('trials_failed', 0))} failed")
+    print(f"parent run {parent.info.run_id}")
     if "test_accuracy" in m:
-        print(f"best trial {tags.get('best_trial_id')}: test_accuracy={m['test_accuracy']:.4f} test_auc={m['test_auc']:.4f} "
-              f"(thresholds from validation); beats best baseline: {tags.get('beats_best_baseline')}")
+        print(f"best trial {tags.get('best_trial_id')}: test_accuracy={m['test_accuracy']:.4f} "
+              f"test_auc={m['test_auc']:.4f} (thresholds from validation)")
+        print(f"beats the best baseline on validation: {tags.get('beats_best_baseline')}")
     print(render(board))
     groups = {}
     if cfg.report.by:

@@ -120,7 +120,7 @@ def test_report_lists_trials_and_baselines(study_cfg, make_cfg, store, capsys):
 
     tune(study_cfg("tuner.max_trials=2"))
     capsys.readouterr()
-    out = report(make_cfg("report.by=[loss,model.distance]", config="report"))
+    out = report(make_cfg("report.by=[loss,model.distance]", config="report", small=False))
     text = capsys.readouterr().out
     board = out["leaderboard"]
     assert list(board["run"]).count("baseline-cosine") == 1 and (board["#"] != "-").sum() == 2
