@@ -7,11 +7,15 @@ STAMP   := $(VENV)/.installed
 STORE   := sqlite:///$(CURDIR)/mlruns/mlflow.db
 HOST    ?= 127.0.0.1
 UI_PORT ?= 5000
+SERVE_PORT ?= 5001
+# What make serve serves: make serve DATA=mrpc-minilm, or MODEL=runs:/<id>/model
+DATA    ?= digits
+MODEL   ?= models:/siamese-$(DATA)@champion
 ARGS    ?=
 # `mlflow models serve --env-manager local` and friends start tools (uvicorn) from PATH.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup train tune report test test-fast ui clean
+.PHONY: setup train tune report promote predict serve test test-fast ui clean
 
 setup: $(STAMP)
 
@@ -29,6 +33,17 @@ tune: setup
 
 report: setup
 	$(PY) -m siamese.report $(ARGS)
+
+promote: setup
+	$(PY) -m siamese.promote $(ARGS)
+
+predict: setup
+	$(PY) -m siamese.predict $(ARGS)
+
+# The registry lives in the local store; uvicorn is found on PATH (.venv/bin, exported above).
+serve: setup
+	MLFLOW_TRACKING_URI=$(STORE) $(VENV)/bin/mlflow models serve -m $(MODEL) --env-manager local \
+	  --host $(HOST) --port $(SERVE_PORT)
 
 test: setup
 	$(PY) -m pytest -q --timeout=900 $(ARGS)

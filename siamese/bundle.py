@@ -16,7 +16,11 @@ from typing import Any
 import keras
 import numpy as np
 
-from siamese.data import PairSet, Preprocessor
+import pandas as pd
+
+from siamese.data import ColumnSpec, PairSet, Preprocessor, frame_to_pairs
+from siamese.errors import DataError
+from siamese.metrics import evaluate
 from siamese.model import scores
 
 MODEL_FILE, META_FILE = "model.keras", "bundle.json"
@@ -48,10 +52,50 @@ class ModelBundle:
         pairs = pairs if preprocessed else self.preprocessor.apply(pairs)
         return scores(self.raw(pairs), self.kind)
 
-    def predict(self, pairs: PairSet) -> tuple[np.ndarray, np.ndarray]:
-        """Scores and 0/1 predictions at the validation-chosen threshold."""
-        s = self.score(pairs)
+    def decide(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Model outputs → scores and 0/1 predictions at the validation-chosen threshold."""
+        s = scores(raw, self.kind)
         return s, (s >= self.threshold).astype(np.int64)
+
+    def predict(self, pairs: PairSet) -> tuple[np.ndarray, np.ndarray]:
+        """Scores and 0/1 predictions for raw pairs."""
+        return self.decide(self.raw(self.preprocessor.apply(pairs)))
+
+    @property
+    def spec(self) -> ColumnSpec:
+        """The training file's columns (``v0 … v{2d-1}`` and ``class`` by default)."""
+        c = self.columns
+        return ColumnSpec(c["label"] or "class", list(c["left"]), list(c["right"]))
+
+    def check_width(self, names: list[str], source: str) -> None:
+        """A table whose feature columns do not match the model's is an error naming the gap.
+
+        Raises:
+            DataError: a wrong number of feature columns, or a model column missing.
+        """
+        spec = self.spec
+        features = [n for n in names if n != spec.label]
+        missing = [c for c in spec.features if c not in names]
+        if len(features) != 2 * self.dim:
+            raise DataError(f"{source}: {len(features)} feature columns, but the model takes {2 * self.dim} "
+                            f"({self.dim} a side: {spec.left[0]}…{spec.left[-1]} | {spec.right[0]}…{spec.right[-1]})")
+        if missing:
+            raise DataError(f"{source}: column '{missing[0]}' is missing (the model takes {spec.left[0]}…{spec.right[-1]})")
+
+    def pairs(self, frame: pd.DataFrame, source: str = "input", first_line: int = 2) -> PairSet:
+        """Validated raw pairs from a frame in the training file's format (label optional)."""
+        return frame_to_pairs(frame, self.spec, source, first_line, labelled=False)
+
+    def frame_scores(self, frame: pd.DataFrame, source: str = "input", first_line: int = 2) -> pd.DataFrame:
+        """``score`` and ``prediction`` columns for a frame of pairs."""
+        s, pred = self.predict(self.pairs(frame, source, first_line))
+        return pd.DataFrame({"score": s, "prediction": pred}, index=frame.index)
+
+    def evaluate(self, pairs: PairSet, prefix: str = "test") -> dict[str, float]:
+        """Metrics on labelled raw pairs at this bundle's validation-chosen thresholds."""
+        raw = self.raw(self.preprocessor.apply(pairs))
+        return evaluate(pairs.y, scores(raw, self.kind), prefix, self.threshold, self.f1_threshold,
+                        raw if self.kind == "distance" else None)
 
     def save(self, folder: str | os.PathLike) -> Path:
         """Write atomically to ``folder`` (replacing it)."""

@@ -34,8 +34,35 @@ def _one_line(report: str) -> str:
     return message
 
 
-def entry(task: Callable[[DictConfig], Any], config_name: str) -> Callable[[], None]:
-    """Wrap ``task(cfg)`` as a Hydra app reading ``conf/<config_name>.yaml``."""
+def rewrite_argv(argv: list[str], rename: dict[str, str] | None = None, flags: dict[str, str] | None = None,
+                 lists: tuple[str, ...] = ()) -> list[str]:
+    """Spellings Hydra cannot take as written, turned into overrides it can.
+
+    Args:
+        argv: the command line (``argv[0]`` is kept).
+        rename: ``key=`` → ``other=``; for ``model=`` where ``model`` is also a config group.
+        flags: ``--flag`` → an override, e.g. ``--dry-run`` → ``promote.dry_run=true``.
+        lists: keys whose ``a,b`` value is a list here, not a Hydra sweep.
+    """
+    rename, flags = rename or {}, flags or {}
+    out = argv[:1]
+    for arg in argv[1:]:
+        key, eq, value = arg.partition("=")
+        if arg in flags:
+            arg = flags[arg]
+        elif eq and key in rename:
+            arg = f"{rename[key]}={value}"
+        elif eq and key in lists and "," in value and not value.startswith(("[", "'", '"')):
+            arg = f"{key}=[{value}]"
+        out.append(arg)
+    return out
+
+
+def entry(task: Callable[[DictConfig], Any], config_name: str, **argv_rules: Any) -> Callable[[], None]:
+    """Wrap ``task(cfg)`` as a Hydra app reading ``conf/<config_name>.yaml``.
+
+    ``argv_rules`` are passed to :func:`rewrite_argv` before Hydra reads the command line.
+    """
     started = False
     held = io.StringIO()
     real_stderr = sys.stderr
@@ -55,6 +82,8 @@ def entry(task: Callable[[DictConfig], Any], config_name: str) -> Callable[[], N
     app = hydra.main(version_base=None, config_path=str(config_dir()), config_name=config_name)(task_function)
 
     def main() -> None:
+        if argv_rules:
+            sys.argv = rewrite_argv(sys.argv, **argv_rules)
         # Hold what Hydra prints before the task starts: if composition fails, it is condensed.
         sys.stderr = held
         try:

@@ -6,12 +6,13 @@ label column, 1 = same, 0 = different. CSV (optionally gzip) and Parquet read th
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -80,26 +81,60 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def _read_table(path: Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
+def _check_file(path: Path) -> None:
     if not path.exists():
         raise DataError(f"{path}: file not found")
     if path.is_dir():
         raise DataError(f"{path}: is a directory, expected a CSV or Parquet file")
     if path.stat().st_size == 0:
         raise DataError(f"{path}: file is empty")
+
+
+@contextlib.contextmanager
+def _table_errors(path: Path) -> Iterator[None]:
+    """Reader exceptions as one-line :class:`DataError` naming the file."""
     try:
-        if path.suffix == ".parquet":
-            frame = pd.read_parquet(path, columns=list(columns) if columns else None)
-        else:
-            frame = pd.read_csv(path, usecols=list(columns) if columns else None)
+        yield
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: file is empty") from None
     except (ValueError, pd.errors.ParserError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"{path}: cannot be read as a table: {first}") from None
+
+
+def _read_table(path: Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    _check_file(path)
+    with _table_errors(path):
+        if path.suffix == ".parquet":
+            frame = pd.read_parquet(path, columns=list(columns) if columns else None)
+        else:
+            frame = pd.read_csv(path, usecols=list(columns) if columns else None)
     if frame.empty:
         raise DataError(f"{path}: file has no data rows")
     return frame
+
+
+def read_chunks(path: str | os.PathLike, rows: int) -> Iterator[pd.DataFrame]:
+    """A CSV or Parquet table in frames of at most ``rows`` rows, so only one is in memory at a time.
+
+    Raises:
+        DataError: the file is missing, empty, unreadable or has no data rows.
+    """
+    path = resolve(path)
+    _check_file(path)
+    any_rows = False
+    with _table_errors(path):
+        if path.suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            chunks: Iterator[pd.DataFrame] = (b.to_pandas() for b in pq.ParquetFile(path).iter_batches(batch_size=rows))
+        else:
+            chunks = pd.read_csv(path, chunksize=rows)
+        for chunk in chunks:
+            any_rows = any_rows or not chunk.empty
+            yield chunk
+    if not any_rows:
+        raise DataError(f"{path}: file has no data rows")
 
 
 def _pick(side: Any, names: list[str], what: str, path: Path) -> list[str] | None:
@@ -153,7 +188,7 @@ def _show(value: Any) -> str:
     return repr(value) if isinstance(value, str) else str(getattr(value, "item", lambda: value)())
 
 
-def _features(frame: pd.DataFrame, columns: list[str], path: Path, first_line: int) -> np.ndarray:
+def _features(frame: pd.DataFrame, columns: list[str], path: str | Path, first_line: int) -> np.ndarray:
     for col in columns:
         series = frame[col]
         if series.dtype == bool or not pd.api.types.is_numeric_dtype(series):
@@ -175,7 +210,7 @@ def _features(frame: pd.DataFrame, columns: list[str], path: Path, first_line: i
     return values
 
 
-def _labels(series: pd.Series, path: Path, first_line: int) -> np.ndarray:
+def _labels(series: pd.Series, path: str | Path, first_line: int) -> np.ndarray:
     if series.dtype == bool:
         return series.to_numpy(dtype=np.float32)
     if series.dtype == object:
@@ -195,14 +230,14 @@ def _labels(series: pd.Series, path: Path, first_line: int) -> np.ndarray:
 
 
 def frame_to_pairs(
-    frame: pd.DataFrame, spec: ColumnSpec, path: Path, first_line: int = 2, labelled: bool = True
+    frame: pd.DataFrame, spec: ColumnSpec, path: str | Path, first_line: int = 2, labelled: bool = True
 ) -> PairSet:
     """Validate a loaded frame and turn it into a :class:`PairSet`.
 
     Args:
         frame: the rows.
         spec: which columns are which.
-        path: the file, for messages.
+        path: the file (or another name for the source), for messages.
         first_line: the file line of the frame's first row (2 after a CSV header).
         labelled: whether the label column must be present.
     """

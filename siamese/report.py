@@ -7,28 +7,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import mlflow
 import pandas as pd
 from omegaconf import DictConfig
 
-from siamese import tracking
 from siamese.errors import UserError
+from siamese.tracking import children, find_study
 
 SHORT = {"model.distance": "dist", "loss.name": "loss", "model.dropout": "drop", "model.depth": "depth",
          "model.width": "width", "model.output_activation": "out", "optimizer.learning_rate": "lr"}
-
-
-def find_study(cfg: DictConfig) -> mlflow.entities.Run:
-    """The study's parent run (the latest one when ``study`` is not given)."""
-    tracking.configure(cfg.tracking)
-    exp = mlflow.get_experiment_by_name(str(cfg.tracking.experiment))
-    if exp is None:
-        raise UserError(f"no experiment '{cfg.tracking.experiment}' in {cfg.tracking.uri}; run a study first (make tune)")
-    query = "tags.kind = 'study'" + (f" and tags.study = '{cfg.study}'" if cfg.study else "")
-    runs = mlflow.search_runs([exp.experiment_id], filter_string=query, order_by=["start_time DESC"], output_format="list")
-    if not runs:
-        raise UserError(f"no study{f' named {cfg.study!r}' if cfg.study else ''} in experiment '{exp.name}'")
-    return runs[0]
 
 
 def _params(row: pd.Series) -> str:
@@ -92,7 +78,7 @@ def report(cfg: DictConfig) -> dict[str, Any]:
     parent = find_study(cfg)
     tags = parent.data.tags
     objective, direction = tags.get("objective", "val_auc"), tags.get("direction", "max")
-    frame = mlflow.search_runs(filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'", search_all_experiments=True)
+    frame = children(parent.info.run_id)
     if frame.empty:
         raise UserError(f"study '{tags.get('study')}' has no trial runs yet")
     board = table(frame, objective, direction, int(cfg.report.top))
@@ -116,21 +102,7 @@ def report(cfg: DictConfig) -> dict[str, Any]:
     return {"leaderboard": board, "by": groups}
 
 
-def _list_override(argv: list[str]) -> list[str]:
-    """``report.by=a,b`` as written means a list here, not a Hydra sweep."""
-    out = []
-    for arg in argv:
-        key, _, value = arg.partition("=")
-        if key == "report.by" and "," in value and not value.startswith(("[", "'", '"')):
-            arg = f"report.by=[{value}]"
-        out.append(arg)
-    return out
-
-
 if __name__ == "__main__":
-    import sys
-
     from siamese.cli import entry
 
-    sys.argv = _list_override(sys.argv)
-    entry(report, "report")()
+    entry(report, "report", lists=("report.by",))()

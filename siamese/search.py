@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import keras_tuner as kt
+import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from siamese.errors import ConfigError
@@ -207,7 +208,8 @@ def trial_config(cfg: DictConfig, values: dict[str, Any]) -> DictConfig:
     """A copy of ``cfg`` with the trial's values set at their keys."""
     out = copy.deepcopy(cfg)
     for key, value in values.items():
-        OmegaConf.update(out, key, value, merge=False)
+        # The bayesian oracle hands back numpy scalars, which OmegaConf rejects.
+        OmegaConf.update(out, key, value.item() if isinstance(value, np.generic) else value, merge=False)
     return out
 
 

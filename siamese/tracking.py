@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+import pandas as pd
+
 import keras
 import mlflow
 from mlflow.tracking import MlflowClient
@@ -168,3 +170,21 @@ class EpochLogger(keras.callbacks.Callback):
 def scratch_dir() -> tempfile.TemporaryDirectory:
     """A temporary folder for artifacts before they are logged."""
     return tempfile.TemporaryDirectory(prefix="siamese-")
+
+
+def find_study(cfg: DictConfig) -> mlflow.entities.Run:
+    """The study's parent run (the latest one when ``study`` is not given)."""
+    configure(cfg.tracking)
+    exp = mlflow.get_experiment_by_name(str(cfg.tracking.experiment))
+    if exp is None:
+        raise TrackingError(f"no experiment '{cfg.tracking.experiment}' in {cfg.tracking.uri}; run a study first (make tune)")
+    query = "tags.kind = 'study'" + (f" and tags.study = '{cfg.study}'" if cfg.study else "")
+    runs = mlflow.search_runs([exp.experiment_id], filter_string=query, order_by=["start_time DESC"], output_format="list")
+    if not runs:
+        raise TrackingError(f"no study{f' named {cfg.study!r}' if cfg.study else ''} in experiment '{exp.name}'")
+    return runs[0]
+
+
+def children(parent_id: str) -> pd.DataFrame:
+    """The study's trial and baseline runs as a frame (params, metrics, tags)."""
+    return mlflow.search_runs(filter_string=f"tags.mlflow.parentRunId = '{parent_id}'", search_all_experiments=True)

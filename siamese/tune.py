@@ -12,6 +12,7 @@ import contextlib
 import json
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
+from sklearn.exceptions import ConvergenceWarning
 
 from siamese import baselines, plots, tracking
 from siamese.bundle import ModelBundle
@@ -32,6 +34,9 @@ from siamese.search import Param, declare, parse_space, short, trial_config
 from siamese.train import assess, fit, record, start
 
 STATE_FILE = "study.json"
+# The bayesian oracle's Gaussian process warns about length scales at its bounds on most fits;
+# it is not actionable by a user and buries the progress lines.
+warnings.filterwarnings("ignore", category=ConvergenceWarning)
 
 
 class _SpaceModel(kt.HyperModel):
@@ -97,12 +102,13 @@ class Study:
         return values, cfg
 
     def run_trial(self, trial: kt.engine.trial.Trial) -> dict[str, float]:
-        values, cfg = self.trial_values(trial)
-        self.last = {"values": values, "t0": time.perf_counter()}
+        self.last = {"values": {}, "t0": time.perf_counter()}
         tags = {"kind": "trial", "study": str(self.cfg.study), "trial_id": trial.trial_id}
         try:
             with tracking.run(self.cfg.tracking.experiment, self.cfg.tracking.artifact_root,
                               f"trial-{trial.trial_id}", nested=True, tags=tags):
+                values, cfg = self.trial_values(trial)
+                self.last["values"] = values
                 mlflow.log_params({"trial_id": trial.trial_id, **{k: str(v) for k, v in values.items()}})
                 mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
                 output_kind(cfg.model, cfg.loss.name)
@@ -180,11 +186,6 @@ def _parent(cfg: DictConfig, space_hash: str, data: Dataset) -> tuple[str, bool]
     return run.info.run_id, False
 
 
-def children(parent_id: str) -> pd.DataFrame:
-    """The study's trial and baseline runs as a frame (params, metrics, tags)."""
-    return mlflow.search_runs(filter_string=f"tags.mlflow.parentRunId = '{parent_id}'", search_all_experiments=True)
-
-
 def run_baselines(cfg: DictConfig, data: Dataset, done: set[str]) -> dict[str, dict[str, float]]:
     """Each baseline as its own nested run, unless this study already has it."""
     out = {}
@@ -243,7 +244,7 @@ def finish(study: Study, tuner: StudyTuner, cfg: DictConfig) -> dict[str, float]
         source = "retrained"
     # Thresholds stay the ones chosen on validation; test is scored once, here.
     _, metrics, split_scores = assess(bundle.model, bundle.kind, study.data, best_cfg, with_test=True)
-    frame = children(study.parent_id)
+    frame = tracking.children(study.parent_id)
     run_ids = frame[(frame["tags.kind"] == "trial") & (frame["tags.trial_id"] == best_trial.trial_id)]["run_id"]
     base = frame[frame["tags.kind"] == "baseline"]
     obj = study.objective
@@ -292,7 +293,7 @@ def tune(cfg: DictConfig) -> dict[str, float]:
             tracking.log_config(cfg)
         else:
             mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config_resumed.yaml")
-        done = set(children(parent_id).get("tags.baseline", pd.Series(dtype=str)).dropna())
+        done = set(tracking.children(parent_id).get("tags.baseline", pd.Series(dtype=str)).dropna())
         if cfg.baselines:
             run_baselines(cfg, data, done)
         study = Study(cfg, data, params, parent_id)

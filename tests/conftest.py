@@ -32,6 +32,13 @@ def tracking_overrides(store: Path) -> list[str]:
     return [f"tracking.uri=sqlite:///{store}/mlflow.db", f"tracking.artifact_root={store}/artifacts"]
 
 
+def compose_cfg(store: Path, digits_cache: Path, *overrides: str, config: str = "train") -> DictConfig:
+    """A config as the CLI composes it, writing to ``store`` and reading digits from ``digits_cache``."""
+    base = [*tracking_overrides(store), f"++data.cache_dir={digits_cache}"]
+    with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
+        return compose(config_name=config, overrides=[*base, *overrides])
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> Path:
     folder = tmp_path / "mlruns"
@@ -44,9 +51,7 @@ def make_cfg(store: Path, digits_cache: Path) -> Callable[..., DictConfig]:
     """Compose a config as the CLI would, writing to a tmp store and a shared digits cache."""
 
     def _make(*overrides: str, config: str = "train", small: bool = True) -> DictConfig:
-        base = [*tracking_overrides(store), f"++data.cache_dir={digits_cache}"]
-        with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
-            return compose(config_name=config, overrides=[*base, *(SMALL if small else []), *overrides])
+        return compose_cfg(store, digits_cache, *(SMALL if small else []), *overrides, config=config)
 
     return _make
 

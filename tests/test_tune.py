@@ -2,10 +2,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
-from omegaconf import OmegaConf
 
 from siamese.errors import ConfigError
 from siamese.search import parse_space
@@ -116,7 +114,7 @@ def test_default_spaces_parse(study_cfg):
 
 
 def test_report_lists_trials_and_baselines(study_cfg, make_cfg, store, capsys):
-    from siamese.report import _list_override, report
+    from siamese.report import report
 
     tune(study_cfg("tuner.max_trials=2"))
     capsys.readouterr()
@@ -126,4 +124,14 @@ def test_report_lists_trials_and_baselines(study_cfg, make_cfg, store, capsys):
     assert list(board["run"]).count("baseline-cosine") == 1 and (board["#"] != "-").sum() == 2
     assert max(len(line) for line in text.splitlines()) <= 100
     assert "val_auc by loss" in text and sum(out["by"]["loss"]["count"]) == 2
-    assert _list_override(["x", "report.by=loss,model.distance"]) == ["x", "report.by=[loss,model.distance]"]
+
+
+def test_trial_config_accepts_numpy_scalars(make_cfg):
+    """The bayesian oracle proposes numpy floats after its random start; OmegaConf rejects those."""
+    import numpy as np
+
+    from siamese.search import trial_config
+
+    cfg = trial_config(make_cfg(config="tune"), {"loss.margin": np.float64(0.75), "model.depth": np.int64(2)})
+    assert cfg.loss.margin == 0.75 and type(cfg.loss.margin) is float
+    assert cfg.model.depth == 2 and type(cfg.model.depth) is int
