@@ -7,6 +7,7 @@ label column, 1 = same, 0 = different. CSV (optionally gzip) and Parquet read th
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
 import json
 import os
@@ -21,6 +22,7 @@ from siamese.errors import DataError
 from siamese.paths import resolve
 
 PREPROCESSING = ("none", "standardize", "l2")
+CHUNK = 65_536  # rows per step when working in place
 
 
 @dataclass
@@ -30,6 +32,15 @@ class PairSet:
     left: np.ndarray
     right: np.ndarray
     y: np.ndarray | None = None
+    # The (n, 2d) array whose halves ``left`` and ``right`` are, when they share one: lets the
+    # split and preprocessing work in place instead of copying the features.
+    buffer: np.ndarray | None = field(default=None, repr=False)
+
+    @classmethod
+    def of(cls, buffer: np.ndarray, y: np.ndarray | None) -> "PairSet":
+        """Pairs as views of one (n, 2d) array: left half, right half."""
+        d = buffer.shape[1] // 2
+        return cls(buffer[:, :d], buffer[:, d:], y, buffer)
 
     def __len__(self) -> int:
         return len(self.left)
@@ -100,18 +111,6 @@ def _table_errors(path: Path) -> Iterator[None]:
     except (ValueError, pd.errors.ParserError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"{path}: cannot be read as a table: {first}") from None
-
-
-def _read_table(path: Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
-    _check_file(path)
-    with _table_errors(path):
-        if path.suffix == ".parquet":
-            frame = pd.read_parquet(path, columns=list(columns) if columns else None)
-        else:
-            frame = pd.read_csv(path, usecols=list(columns) if columns else None)
-    if frame.empty:
-        raise DataError(f"{path}: file has no data rows")
-    return frame
 
 
 def read_chunks(path: str | os.PathLike, rows: int) -> Iterator[pd.DataFrame]:
@@ -254,28 +253,79 @@ def frame_to_pairs(
     return PairSet(left, right, y)
 
 
-def read_pairs(path: str | os.PathLike, label: str = "class", left: Any = None, right: Any = None) -> tuple[PairSet, ColumnSpec]:
-    """Read and validate a labelled pair table.
+def _count_rows(path: Path) -> int:
+    """Data rows in a table, without parsing it: Parquet metadata, or newlines in a CSV."""
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        with _table_errors(path):
+            return int(pq.ParquetFile(path).metadata.num_rows)
+    opener = gzip.open if path.suffix == ".gz" else open
+    lines, last = 0, b"\n"
+    with _table_errors(path), opener(path, "rb") as f:
+        while block := f.read(1 << 22):
+            lines += block.count(b"\n")
+            last = block[-1:]
+    return lines + (last != b"\n") - 1  # a last line without newline; minus the header
+
+
+def read_pairs(path: str | os.PathLike, label: str = "class", left: Any = None, right: Any = None,
+               chunk_rows: int = 50_000) -> tuple[PairSet, ColumnSpec]:
+    """Read and validate a labelled pair table into one float32 array, chunk by chunk.
+
+    The rows are counted first and the features written straight into an (n, 2d) array, so
+    reading never holds more than that array plus one chunk.
 
     Raises:
         DataError: on any problem with the file, naming the file and the column or line.
     """
     path = resolve(path)
-    frame = _read_table(path)
-    if label not in frame.columns:
-        raise DataError(f"{path}: label column '{label}' not found (set data.label)")
-    spec = column_spec(list(frame.columns), label, left, right, path)
-    pairs = frame_to_pairs(frame, spec, path)
+    _check_file(path)
+    n = max(_count_rows(path), 0)
+    spec, buffer, y, filled = None, np.empty((0, 0), np.float32), np.empty(0, np.float32), 0
+    for chunk in read_chunks(path, chunk_rows):
+        if spec is None:
+            if label not in chunk.columns:
+                raise DataError(f"{path}: label column '{label}' not found (set data.label)")
+            spec = column_spec(list(chunk.columns), label, left, right, path)
+            d = len(spec.left)
+            buffer, y = np.empty((n, 2 * d), np.float32), np.empty(n, np.float32)
+        part = frame_to_pairs(chunk, spec, path, first_line=filled + 2)
+        end = filled + len(part)
+        if end > n:  # a quoted newline would make the count short; never in a numeric table
+            raise DataError(f"{path}: more rows than lines (a quoted field spans lines?)")
+        buffer[filled:end, :d], buffer[filled:end, d:], y[filled:end] = part.left, part.right, part.y
+        filled = end
+    pairs = PairSet.of(buffer[:filled], y[:filled])  # blank lines are counted but not read
     if len(np.unique(pairs.y)) < 2:
         raise DataError(f"{path}: only one class ({int(pairs.y[0])}) present; need both 0 and 1")
     return pairs, spec
 
 
-def split_validation(pairs: PairSet, fraction: float, shuffle: bool, seed: int) -> tuple[PairSet, PairSet]:
+def _partition(arrays: list[np.ndarray], first: np.ndarray, rest: np.ndarray, chunk: int = 65_536) -> None:
+    """Reorder rows in place: rows ``first`` (sorted) to the front, then rows ``rest``.
+
+    Only ``rest`` is copied aside; the front is compacted forward chunk by chunk, which is safe
+    because ``first[k] >= k`` for sorted indices.
+    """
+    for a in arrays:
+        aside = a[rest]
+        for start in range(0, len(first), chunk):
+            idx = first[start : start + chunk]
+            a[start : start + len(idx)] = a[idx]
+        a[len(first) :] = aside
+
+
+def split_validation(pairs: PairSet, fraction: float, shuffle: bool, seed: int,
+                     inplace: bool = False) -> tuple[PairSet, PairSet]:
     """Hold out a validation set from the training pairs.
 
     With ``shuffle`` the split is stratified and seeded; without it the last ``fraction`` of
-    rows is held out, as the question's script did.
+    rows is held out, as the question's script did. Each part keeps the file's row order.
+
+    Args:
+        inplace: reorder ``pairs`` (which must share one buffer) so both parts are views of it,
+            instead of copying them; ``pairs`` itself is then train rows followed by val rows.
     """
     if not 0.0 < fraction < 1.0:
         raise DataError(f"data.val_fraction must be in (0, 1), got {fraction}")
@@ -284,14 +334,19 @@ def split_validation(pairs: PairSet, fraction: float, shuffle: bool, seed: int) 
     if n_val < 2 or n - n_val < 2:
         raise DataError(f"{n} training pairs are too few to hold out a {fraction} validation split")
     if not shuffle:
-        idx = np.arange(n)
-        return pairs.take(idx[: n - n_val]), pairs.take(idx[n - n_val :])
-    from sklearn.model_selection import train_test_split
+        train_idx, val_idx = np.arange(n - n_val), np.arange(n - n_val, n)
+    else:
+        from sklearn.model_selection import train_test_split
 
-    train_idx, val_idx = train_test_split(
-        np.arange(n), test_size=n_val, random_state=seed, stratify=pairs.y
-    )
-    return pairs.take(np.sort(train_idx)), pairs.take(np.sort(val_idx))
+        train_idx, val_idx = (np.sort(i) for i in train_test_split(
+            np.arange(n), test_size=n_val, random_state=seed, stratify=pairs.y))
+    if not (inplace and pairs.buffer is not None):
+        return pairs.take(train_idx), pairs.take(val_idx)
+    if shuffle:
+        _partition([pairs.buffer, pairs.y], train_idx, val_idx)
+    n_train = n - n_val
+    return (PairSet.of(pairs.buffer[:n_train], pairs.y[:n_train]),
+            PairSet.of(pairs.buffer[n_train:], pairs.y[n_train:]))
 
 
 @dataclass
@@ -309,9 +364,13 @@ class Preprocessor:
             raise DataError(f"data.preprocess must be one of {list(PREPROCESSING)}, got '{kind}'")
         if kind != "standardize":
             return cls(kind)
-        both = np.concatenate([pairs.left, pairs.right]).astype(np.float64)
-        std = both.std(axis=0)
-        return cls(kind, both.mean(axis=0).astype(np.float32), np.where(std > 1e-8, std, 1.0).astype(np.float32))
+        # Two passes in chunks (mean, then squared deviations) in float64: no copy of the data.
+        sides = (pairs.left, pairs.right)
+        count = 2 * len(pairs)
+        mean = sum(a[s : s + CHUNK].sum(axis=0, dtype=np.float64) for a in sides for s in range(0, len(a), CHUNK)) / count
+        var = sum(np.square(a[s : s + CHUNK] - mean).sum(axis=0) for a in sides for s in range(0, len(a), CHUNK)) / count
+        std = np.sqrt(var)
+        return cls(kind, mean.astype(np.float32), np.where(std > 1e-8, std, 1.0).astype(np.float32))
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         """Apply to one side's vectors."""
@@ -323,8 +382,16 @@ class Preprocessor:
         return x
 
     def apply(self, pairs: PairSet) -> PairSet:
-        """Apply to both sides of a pair set."""
+        """Apply to both sides of a pair set (a transformed copy)."""
         return PairSet(self.transform(pairs.left), self.transform(pairs.right), pairs.y)
+
+    def apply_inplace(self, pairs: PairSet) -> PairSet:
+        """Apply to both sides in place, chunk by chunk (same values as :meth:`apply`)."""
+        if self.kind != "none":
+            for a in (pairs.left, pairs.right):
+                for s in range(0, len(a), CHUNK):
+                    a[s : s + CHUNK] = self.transform(a[s : s + CHUNK])
+        return pairs
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -440,13 +507,14 @@ def load_dataset(cfg: Any, seed: int) -> Dataset:
         raise DataError(
             f"{test_path}: vectors are {test.dim} wide but {train_path} has {full.dim}; widths must match"
         )
-    train, val = split_validation(full, cfg.val_fraction, cfg.shuffle, seed)
+    # In place: the features are held once, whatever the table's size.
+    train, val = split_validation(full, cfg.val_fraction, cfg.shuffle, seed, inplace=True)
     pre = Preprocessor.fit(cfg.preprocess, train)
     return Dataset(
         name=cfg.name,
-        train=pre.apply(train),
-        val=pre.apply(val),
-        test=pre.apply(test),
+        train=pre.apply_inplace(train),
+        val=pre.apply_inplace(val),
+        test=pre.apply_inplace(test),
         preprocessor=pre,
         columns=spec,
         files={"train": train_path, "test": test_path},

@@ -68,7 +68,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     if int(cfg.chunk_size) < 1:
         raise ConfigError(f"chunk_size must be at least 1, got {cfg.chunk_size}")
     source = resolve(cfg.input) if cfg.input else data_files(cfg.data)[1]
-    output = resolve(cfg.output) if cfg.output else project_root() / "experiments" / "predictions" / f"{source.stem}.scored.csv"
+    output = resolve(cfg.output) if cfg.output else project_root() / "experiments" / "predictions" / f"{source.name.split('.')[0]}.scored.csv"
     if output.suffix != ".csv":
         raise ConfigError(f"output={output}: predictions are written as CSV; name the file *.csv")
     if output.resolve() == source.resolve():

@@ -16,7 +16,7 @@ import mlflow
 import numpy as np
 from omegaconf import DictConfig
 
-from siamese import plots, tracking
+from siamese import feed, plots, tracking
 from siamese.bundle import ModelBundle
 from siamese.data import Dataset, load_dataset
 from siamese.errors import ConfigError
@@ -62,7 +62,8 @@ def fit(cfg: DictConfig, data: Dataset, callbacks: list[keras.callbacks.Callback
     kind = output_kind(cfg.model, cfg.loss.name)
     model = build_model(data.train.dim, cfg.model, cfg.loss.name)
     compile_model(model, cfg, kind)
-    train = data.train.concat(data.train.swapped()) if cfg.training.swap_augment else data.train
+    inputs = feed.fit_inputs(cfg.training.feed, data.train, int(cfg.training.batch_size),
+                             int(cfg.seed), bool(cfg.training.swap_augment))
     run_callbacks: list[keras.callbacks.Callback] = [EpochValidation(data, kind)]
     stop = cfg.training.early_stopping
     if stop.patience is not None:
@@ -72,10 +73,9 @@ def fit(cfg: DictConfig, data: Dataset, callbacks: list[keras.callbacks.Callback
             monitor=stop.monitor, mode=MONITORS[stop.monitor], patience=int(stop.patience),
             restore_best_weights=bool(stop.restore_best)))
     history = model.fit(
-        [train.left, train.right], train.y,
-        validation_data=([data.val.left, data.val.right], data.val.y),
-        epochs=int(cfg.training.epochs), batch_size=int(cfg.training.batch_size), shuffle=True,
-        verbose=int(cfg.training.verbose), callbacks=run_callbacks + list(callbacks or []),
+        **inputs, validation_data=([data.val.left, data.val.right], data.val.y),
+        epochs=int(cfg.training.epochs), verbose=int(cfg.training.verbose),
+        callbacks=run_callbacks + list(callbacks or []),
     )
     return model, kind, {k: [float(x) for x in v] for k, v in history.history.items()}
 

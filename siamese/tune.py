@@ -26,7 +26,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from siamese import baselines, plots, tracking
 from siamese.bundle import ModelBundle
-from siamese.data import Dataset
+from siamese.data import Dataset, load_dataset
 from siamese.errors import ConfigError
 from siamese.model import output_kind
 from siamese.paths import resolve
@@ -77,6 +77,21 @@ class Study:
         self.done_here = 0
         self.best = self._saved_best()
         self.last: dict[str, Any] = {}
+        self._datasets = {self._data_key(cfg): data}
+
+    @staticmethod
+    def _data_key(cfg: DictConfig) -> str:
+        return json.dumps(OmegaConf.to_container(cfg.data, resolve=True), sort_keys=True)
+
+    def data_for(self, cfg: DictConfig) -> Dataset:
+        """The data a trial's config describes: a trial may vary ``data.*`` keys (e.g. preprocess).
+
+        The validation split stays the study's (its seed), so every trial is judged on the same pairs.
+        """
+        key = self._data_key(cfg)
+        if key not in self._datasets:
+            self._datasets[key] = load_dataset(cfg.data, int(self.cfg.seed))
+        return self._datasets[key]
 
     # -- best model kept on disk, so a resumed study still has it -------------------------------
     def _saved_best(self) -> dict[str, Any] | None:
@@ -134,8 +149,9 @@ class Study:
                             f"trial-{trial_id}-exec{execution}", nested=True, tags={"kind": "execution"})
                if several else contextlib.nullcontext())
         with ctx:
-            model, kind, history = fit(cfg, self.data, [tracking.EpochLogger()])
-            bundle, metrics, split_scores = assess(model, kind, self.data, cfg, with_test=False)
+            data = self.data_for(cfg)
+            model, kind, history = fit(cfg, data, [tracking.EpochLogger()])
+            bundle, metrics, split_scores = assess(model, kind, data, cfg, with_test=False)
             record(bundle, metrics, history, split_scores, log_model=bool(self.cfg.log_trial_models))
         return bundle, metrics
 
@@ -235,15 +251,16 @@ def finish(study: Study, tuner: StudyTuner, cfg: DictConfig) -> dict[str, float]
         raise RuntimeError(f"every trial of study '{cfg.study}' failed ({len(failed)}): {reasons}")
     best_trial = tuner.oracle.get_best_trials(1)[0]
     values, best_cfg = study.trial_values(best_trial)
+    data = study.data_for(best_cfg)
     if study.best is not None and study.best["trial_id"] == best_trial.trial_id:
         bundle = ModelBundle.load(study.dir / "best_model")
         source = "restored"
     else:  # the kept model is missing (e.g. deleted): retrain the best trial's config
-        model, kind, _ = fit(best_cfg, study.data)
-        bundle = assess(model, kind, study.data, best_cfg, with_test=False)[0]
+        model, kind, _ = fit(best_cfg, data)
+        bundle = assess(model, kind, data, best_cfg, with_test=False)[0]
         source = "retrained"
     # Thresholds stay the ones chosen on validation; test is scored once, here.
-    _, metrics, split_scores = assess(bundle.model, bundle.kind, study.data, best_cfg, with_test=True)
+    _, metrics, split_scores = assess(bundle.model, bundle.kind, data, best_cfg, with_test=True)
     frame = tracking.children(study.parent_id)
     run_ids = frame[(frame["tags.kind"] == "trial") & (frame["tags.trial_id"] == best_trial.trial_id)]["run_id"]
     base = frame[frame["tags.kind"] == "baseline"]

@@ -153,3 +153,37 @@ def test_mrpc_absent_is_a_clear_error(make_cfg, tmp_path):
     cfg = make_cfg("data=mrpc-minilm", f"data.root_dir={tmp_path}/nowhere")
     with pytest.raises(DataError, match="file not found .*mrpc-minilm is not bundled"):
         load_dataset(cfg.data, 0)
+
+
+def test_chunked_reading_matches_and_names_lines_in_later_chunks(tmp_path, digits_frame):
+    path = write(tmp_path, digits_frame)
+    whole, _ = read_pairs(path)
+    chunked, _ = read_pairs(path, chunk_rows=7)
+    np.testing.assert_array_equal(whole.buffer, chunked.buffer)
+    np.testing.assert_array_equal(whole.y, chunked.y)
+    assert whole.left.base is whole.buffer or whole.left.base is whole.buffer.base
+    bad = digits_frame.copy()
+    bad.loc[250, "v10"] = np.nan
+    gz = tmp_path / "bad.csv.gz"
+    bad.to_csv(gz, index=False)
+    with pytest.raises(DataError, match="column 'v10' line 252 is nan"):
+        read_pairs(gz, chunk_rows=100)
+    (tmp_path / "blank.csv").write_text(path.read_text() + "\n\n")
+    assert len(read_pairs(tmp_path / "blank.csv")[0]) == len(whole)
+
+
+def test_in_place_split_and_preprocessing_equal_the_copying_ones(digits_files):
+    for shuffle in (True, False):
+        pairs, _ = read_pairs(digits_files[0])
+        copy_train, copy_val = split_validation(pairs, 0.2, shuffle, seed=5)
+        train, val = split_validation(pairs, 0.2, shuffle, seed=5, inplace=True)
+        np.testing.assert_array_equal(train.left, copy_train.left)
+        np.testing.assert_array_equal(val.right, copy_val.right)
+        np.testing.assert_array_equal(val.y, copy_val.y)
+        assert np.shares_memory(train.left, pairs.buffer) and np.shares_memory(val.left, pairs.buffer)
+        for kind in ("standardize", "l2"):
+            pre = Preprocessor.fit(kind, train)
+            expected = pre.apply(val)
+            got = pre.apply_inplace(PairSet.of(val.buffer.copy(), val.y))
+            np.testing.assert_array_equal(got.left, expected.left)
+            np.testing.assert_array_equal(got.right, expected.right)

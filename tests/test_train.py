@@ -11,6 +11,7 @@ from mlflow.tracking import MlflowClient
 from conftest import run_cli, tracking_overrides
 from siamese.bundle import ModelBundle
 from siamese.data import file_sha256, load_dataset
+from siamese.errors import ConfigError
 from siamese.train import Diverged, train
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "mrpc-minilm"
@@ -133,3 +134,25 @@ def test_presets_on_mrpc(make_cfg, preset):
     # The question_fix preset is barely above chance on MRPC (the user's flat curve): it runs, it is
     # scored honestly, and it is better than a coin.
     assert metrics["test_auc"] > 0.5 and np.isfinite(metrics["test_accuracy"])
+
+
+def test_batch_feed_covers_every_pair_and_trains_like_arrays(make_cfg, digits_files):
+    from siamese.data import read_pairs
+    from siamese.feed import PairBatches, choose
+
+    pairs, _ = read_pairs(digits_files[0])
+    batches = PairBatches(pairs, 64, seed=0, swap=True)
+    seen = [batches[i] for i in range(len(batches))]
+    left = np.concatenate([b[0][0] for b in seen])
+    right = np.concatenate([b[0][1] for b in seen])
+    assert len(left) == 2 * len(pairs) == len(np.concatenate([b[1] for b in seen]))
+    # Every pair once as it is and once swapped: the multiset of (left, right) rows is symmetric.
+    as_rows = {(a.tobytes(), b.tobytes()) for a, b in zip(left, right)}
+    assert as_rows == {(a.tobytes(), b.tobytes()) for a, b in zip(pairs.left, pairs.right)} | \
+        {(b.tobytes(), a.tobytes()) for a, b in zip(pairs.left, pairs.right)}
+    assert choose("auto", pairs) == "arrays"
+    with pytest.raises(ConfigError, match="training.feed"):
+        choose("stream", pairs)
+    got = {f: train(make_cfg(f"training.feed={f}", "training.epochs=4", "model.distance=cosine"))["val_auc"]
+           for f in ("arrays", "batches")}
+    assert min(got.values()) > 0.85 and abs(got["arrays"] - got["batches"]) < 0.05, got

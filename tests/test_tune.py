@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -135,3 +136,20 @@ def test_trial_config_accepts_numpy_scalars(make_cfg):
     cfg = trial_config(make_cfg(config="tune"), {"loss.margin": np.float64(0.75), "model.depth": np.int64(2)})
     assert cfg.loss.margin == 0.75 and type(cfg.loss.margin) is float
     assert cfg.model.depth == 2 and type(cfg.model.depth) is int
+
+
+def test_trials_get_the_data_their_config_asks_for(study_cfg, store, tmp_path):
+    """``data.preprocess`` is in the default space: each trial's model must carry its own choice."""
+    import json as js
+
+    tune(study_cfg("tuner.max_trials=4", "log_trial_models=true", "seed=3"))
+    client, runs = study_runs(store)
+    kinds = {}
+    for run in runs["trial"]:
+        local = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="model/bundle.json",
+                                                    dst_path=str(tmp_path / run.info.run_id),
+                                                    tracking_uri=f"sqlite:///{store}/mlflow.db")
+        kind = js.loads(Path(local).read_text())["preprocessing"]["kind"]
+        assert kind == run.data.params["data.preprocess"]
+        kinds[kind] = kinds.get(kind, 0) + 1
+    assert set(kinds) == {"none", "standardize"}, kinds

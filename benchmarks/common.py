@@ -1,0 +1,139 @@
+"""What every benchmark shares: configs in a scratch store, timing, memory, tables and results."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import statistics
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from siamese.paths import config_dir, project_root
+
+ROOT = Path(__file__).resolve().parent
+CACHE = project_root() / "experiments" / "bench"  # generated tables, scratch stores (not committed)
+
+
+@dataclass
+class Table:
+    """One printed table: a title, column names and rows of cells (numbers or text)."""
+
+    title: str
+    columns: list[str]
+    rows: list[list[Any]] = field(default_factory=list)
+
+    def markdown(self) -> str:
+        def cell(v: Any) -> str:
+            if isinstance(v, float):
+                return f"{v:.4g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.2e}"
+            return str(v)
+
+        lines = [f"**{self.title}**", "", "| " + " | ".join(self.columns) + " |",
+                 "|" + "|".join("---" for _ in self.columns) + "|"]
+        lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in self.rows]
+        return "\n".join(lines)
+
+
+@dataclass
+class Target:
+    """A target from the issue, the measured value and whether it is met."""
+
+    target: str
+    value: str
+    met: bool
+
+
+@dataclass
+class Result:
+    """What one benchmark writes as JSON and prints."""
+
+    name: str
+    quick: bool
+    command: str
+    tables: list[Table] = field(default_factory=list)
+    targets: list[Target] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["machine"] = machine()
+        return out
+
+    def markdown(self) -> str:
+        parts = [t.markdown() for t in self.tables]
+        if self.targets:
+            parts.append("\n".join(f"- target: {t.target}: **{t.value}** ({'met' if t.met else 'NOT met'})" for t in self.targets))
+        if self.notes:
+            parts.append("\n".join(f"- {n}" for n in self.notes))
+        return "\n\n".join(parts)
+
+
+def machine() -> dict[str, Any]:
+    import keras
+    import tensorflow as tf
+
+    return {"cpus": os.cpu_count(), "python": platform.python_version(), "tensorflow": tf.__version__,
+            "keras": keras.__version__, "backend": keras.backend.backend(), "platform": platform.platform()}
+
+
+def compose_cfg(config: str, store: Path, *overrides: str) -> DictConfig:
+    """A config as the CLI composes it, tracking into ``store``."""
+    base = [f"tracking.uri=sqlite:///{store}/mlflow.db", f"tracking.artifact_root={store}/artifacts"]
+    with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
+        return compose(config_name=config, overrides=[*base, *overrides])
+
+
+@contextmanager
+def timer() -> Iterator[dict[str, float]]:
+    """``with timer() as t: …`` then ``t["s"]`` holds the wall seconds."""
+    out: dict[str, float] = {}
+    t0 = time.perf_counter()
+    try:
+        yield out
+    finally:
+        out["s"] = time.perf_counter() - t0
+
+
+def rss_bytes() -> int:
+    """Resident memory of this process now."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident memory of this process so far."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def mean_sd(values: list[float]) -> str:
+    """``0.7304 ± 0.0041`` (sd over seeds; a single value has none)."""
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+
+
+def shared_available(name: str) -> bool:
+    """Whether the team's shared data set ``name`` is beside the project."""
+    return (project_root().parent / "shared" / "datasets" / name).is_dir()
+
+
+def write(result: Result, out: Path) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{result.name}.json"
+    tmp = path.with_suffix(".json.partial")
+    tmp.write_text(json.dumps(result.to_json(), indent=1, default=str))
+    os.replace(tmp, path)
+    return path
