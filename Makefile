@@ -15,7 +15,7 @@ ARGS    ?=
 # `mlflow models serve --env-manager local` and friends start tools (uvicorn) from PATH.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup train tune report promote predict serve test test-fast ui clean
+.PHONY: setup train tune report promote predict serve bench bench-quick test test-fast ui clean
 
 setup: $(STAMP)
 
@@ -44,6 +44,12 @@ predict: setup
 serve: setup
 	MLFLOW_TRACKING_URI=$(STORE) $(VENV)/bin/mlflow models serve -m $(MODEL) --env-manager local \
 	  --host $(HOST) --port $(SERVE_PORT)
+
+bench: setup
+	$(PY) -m benchmarks.run $(ARGS)
+
+bench-quick: setup
+	$(PY) -m benchmarks.run --quick $(ARGS)
 
 test: setup
 	$(PY) -m pytest -q --timeout=900 $(ARGS)

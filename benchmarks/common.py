@@ -19,7 +19,8 @@ from omegaconf import DictConfig
 from siamese.paths import config_dir, project_root
 
 ROOT = Path(__file__).resolve().parent
-CACHE = project_root() / "experiments" / "bench"  # generated tables, scratch stores (not committed)
+# Generated tables and scratch stores (not committed); tests point it elsewhere.
+CACHE = Path(os.environ.get("SIAMESE_BENCH_CACHE", project_root() / "experiments" / "bench"))
 
 
 @dataclass

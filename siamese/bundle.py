@@ -21,7 +21,7 @@ import pandas as pd
 from siamese.data import ColumnSpec, PairSet, Preprocessor, frame_to_pairs
 from siamese.errors import DataError
 from siamese.metrics import evaluate
-from siamese.model import scores
+from siamese.model import outputs, scores
 
 MODEL_FILE, META_FILE = "model.keras", "bundle.json"
 
@@ -42,10 +42,9 @@ class ModelBundle:
         """Width of one side."""
         return int(self.model.inputs[0].shape[-1])
 
-    def raw(self, pairs: PairSet, batch_size: int = 4096) -> np.ndarray:
+    def raw(self, pairs: PairSet) -> np.ndarray:
         """Model output on already-preprocessed pairs."""
-        out = self.model.predict([pairs.left, pairs.right], batch_size=batch_size, verbose=0)
-        return np.asarray(out, dtype=np.float64).reshape(-1)
+        return outputs(self.model, pairs.left, pairs.right)
 
     def score(self, pairs: PairSet, preprocessed: bool = False) -> np.ndarray:
         """Similarity scores (higher = more similar) for raw or preprocessed pairs."""

@@ -1,7 +1,7 @@
 """How training pairs reach ``model.fit``: whole arrays, or batches gathered from one buffer.
 
-``model.fit`` on NumPy arrays copies them into TensorFlow tensors first: fastest for small tables,
-but a second copy of the features. :class:`PairBatches` hands Keras one batch at a time, gathered
+Arrays are copied once into tensors and fed by a repeating tf.data pipeline: fastest for small
+tables, but a second copy of the features. :class:`PairBatches` hands Keras one batch at a time, gathered
 from the arrays the data layer holds, so a large table is held once.
 """
 
@@ -59,6 +59,24 @@ def choose(feed: str, pairs: PairSet) -> str:
 def fit_inputs(feed: str, pairs: PairSet, batch_size: int, seed: int, swap: bool) -> dict[str, Any]:
     """Keyword arguments for ``model.fit`` that feed ``pairs`` the chosen way."""
     if choose(feed, pairs) == "batches":
-        return {"x": PairBatches(pairs, batch_size, seed, swap)}
+        return {"x": PairBatches(pairs, batch_size, seed, swap), "shuffle": False}  # it shuffles itself
     train = pairs.concat(pairs.swapped()) if swap else pairs
-    return {"x": [train.left, train.right], "y": train.y, "batch_size": batch_size, "shuffle": True}
+    return {"x": _tf_batches(train, batch_size, seed), "steps_per_epoch": math.ceil(len(train) / batch_size),
+            "shuffle": False}  # the pipeline shuffles
+
+
+def _tf_batches(pairs: PairSet, batch_size: int, seed: int) -> Any:
+    """A repeating tf.data pipeline over tensors copied once: shuffled indices, gathered per batch.
+
+    Measured on the question-shaped table (1,000 training pairs, batch 256): Keras' own array
+    adapter rebuilds its iterator every epoch, which cost more than the epoch's four steps.
+    """
+    import tensorflow as tf
+
+    left, right, y = (tf.constant(np.ascontiguousarray(a)) for a in (pairs.left, pairs.right, pairs.y))
+
+    def gather(idx: tf.Tensor) -> tuple[tuple[tf.Tensor, tf.Tensor], tf.Tensor]:
+        return (tf.gather(left, idx), tf.gather(right, idx)), tf.gather(y, idx)
+
+    order = tf.data.Dataset.range(len(pairs)).shuffle(len(pairs), seed=seed, reshuffle_each_iteration=True)
+    return order.batch(batch_size).map(gather).repeat().prefetch(tf.data.AUTOTUNE)

@@ -74,6 +74,16 @@ def build_loss(cfg: Any, output_activation: str) -> keras.losses.Loss:
     return keras.losses.BinaryCrossentropy(from_logits=output_activation == "linear", name="bce")
 
 
+def fixed_rule(out: Any, kind: str, threshold: float = 0.5) -> Any:
+    """The head's natural "same" rule, on NumPy arrays or backend tensors: ``distance`` d < threshold
+    (the question's 0.5), ``logit`` z > 0, ``probability`` p > 0.5."""
+    if kind == "distance":
+        return out < threshold
+    if kind == "logit":
+        return out > 0.0
+    return out > 0.5
+
+
 @keras.saving.register_keras_serializable(package="siamese")
 class PairAccuracy(keras.metrics.MeanMetricWrapper):
     """Accuracy at the head's natural fixed rule, for per-epoch curves.
@@ -89,13 +99,7 @@ class PairAccuracy(keras.metrics.MeanMetricWrapper):
 
     def _accuracy(self, y_true: Any, y_pred: Any) -> Any:
         y, s = _flat(y_true, y_pred)
-        if self.kind == "distance":
-            same = s < self.threshold
-        elif self.kind == "logit":
-            same = s > 0.0
-        else:
-            same = s > 0.5
-        return ops.cast(ops.equal(y > 0.5, same), s.dtype)
+        return ops.cast(ops.equal(y > 0.5, fixed_rule(s, self.kind, self.threshold)), s.dtype)
 
     def get_config(self) -> dict[str, Any]:
         return {"kind": self.kind, "threshold": self.threshold, "name": self.name, "dtype": self.dtype}

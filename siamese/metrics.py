@@ -39,6 +39,20 @@ def best_threshold(y: np.ndarray, s: np.ndarray, objective: str = "accuracy") ->
     return float(thresholds[best]), float(value[best])
 
 
+def auc(y: np.ndarray, s: np.ndarray) -> float:
+    """ROC AUC by the rank-sum identity (ties count half): sklearn's value, without its per-call
+    overhead, for the per-epoch curve. NaN when only one class is present."""
+    from scipy.stats import rankdata
+
+    y = np.asarray(y) > 0.5
+    n_pos = int(y.sum())
+    n_neg = len(y) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(s)
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
 def _f1(y: np.ndarray, pred: np.ndarray) -> float:
     tp = float(np.sum(pred & (y == 1)))
     denom = 2 * tp + float(np.sum(pred & (y == 0))) + float(np.sum(~pred & (y == 1)))

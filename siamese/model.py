@@ -58,18 +58,27 @@ def output_kind(model_cfg: Any, loss_name: str) -> str:
 
 def build_encoder(dim: int, cfg: Any) -> keras.Model:
     """The shared tower: ``depth`` Dense layers with dropout between them, then an optional
-    linear projection to ``embedding_dim`` and optional L2 normalisation."""
+    linear projection to ``embedding_dim`` and optional L2 normalisation.
+
+    With ``residual`` the embedding is ``input + Dense(input width)(hidden)``, that last layer
+    starting at zero: training starts from the input vectors' own geometry (the cosine baseline,
+    for a cosine head) instead of a random projection of it; ``embedding_dim`` is then unused.
+    """
     inp = keras.Input(shape=(dim,), name="vector")
     x = inp
+    residual = bool(cfg.residual)
     for i in range(int(cfg.depth)):
         x = layers.Dense(int(cfg.width), activation=cfg.activation, name=f"dense_{i}")(x)
         if cfg.batch_norm:
             x = layers.BatchNormalization(name=f"bn_{i}")(x)
         last = i == int(cfg.depth) - 1
         # As in the question, no dropout after the last hidden layer when it is the embedding.
-        if cfg.dropout > 0 and (not last or cfg.embedding_dim):
+        if cfg.dropout > 0 and (not last or cfg.embedding_dim or residual):
             x = layers.Dropout(float(cfg.dropout), name=f"dropout_{i}")(x)
-    if cfg.embedding_dim:
+    if residual:
+        delta = layers.Dense(dim, kernel_initializer="zeros", name="residual")(x)
+        x = layers.Add(name="embedding")([inp, delta])
+    elif cfg.embedding_dim:
         x = layers.Dense(int(cfg.embedding_dim), name="embedding")(x)
     if cfg.normalize_embedding:
         x = L2Normalize(name="l2_normalize")(x)
@@ -95,7 +104,15 @@ def build_model(dim: int, model_cfg: Any, loss_name: str) -> keras.Model:
         # A one-feature cosine head starts with a scale (a temperature, as in CLIP): from Keras'
         # small random init, BCE gradients through cos ∈ [-1, 1] are too weak to learn (measured:
         # val AUC stuck near 0.45 after 25 epochs on digits).
-        init = {"kernel_initializer": keras.initializers.Constant(10.0)} if model_cfg.distance == "cosine" else {}
+        # An l1/l2 head starts as "closer is more similar": logit = b − 4·mean(|u−v| or (u−v)²).
+        # From a random-sign init it often learned the inverse on MRPC (val AUC 0.37); with it,
+        # 0.65, and digits unchanged (0.9983 against 0.9987). 4 was the best of 1, 4, 10, 30 on
+        # the validation split of both.
+        init = {}
+        if model_cfg.distance == "cosine":
+            init = {"kernel_initializer": keras.initializers.Constant(10.0)}
+        elif model_cfg.distance in ("l1", "l2"):
+            init = {"kernel_initializer": keras.initializers.Constant(-4.0 / int(feats.shape[-1]))}
         out = layers.Dense(1, name="logit", **init)(feats)
         if kind == "probability":
             out = layers.Activation("sigmoid", name="probability")(out)
@@ -117,6 +134,20 @@ def compile_model(model: keras.Model, cfg: Any, kind: str) -> None:
         jit_compile=cfg.training.jit_compile,
         steps_per_execution=int(cfg.training.steps_per_execution),
     )
+
+
+def outputs(model: keras.Model, left: np.ndarray, right: np.ndarray, eager_rows: int = 16_384) -> np.ndarray:
+    """The model's outputs for pairs, as a flat float64 array.
+
+    Up to ``eager_rows`` pairs go through ``predict_on_batch`` (about 4 ms for 1,000 pairs, against
+    16 ms for an eager call and more for ``predict``'s set-up, which dominated small epochs).
+    Larger sets are batched by ``predict``.
+    """
+    if len(left) <= eager_rows:
+        out = model.predict_on_batch([np.ascontiguousarray(left), np.ascontiguousarray(right)])
+    else:
+        out = model.predict([left, right], batch_size=8192, verbose=0)
+    return np.asarray(out, dtype=np.float64).reshape(-1)
 
 
 def scores(output: np.ndarray, kind: str) -> np.ndarray:

@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+from sklearn.metrics import roc_curve
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from sklearn.metrics import roc_curve  # noqa: E402
+
+def _figure(width: float, height: float, rows: int = 1, cols: int = 1) -> tuple[Figure, np.ndarray]:
+    """A figure outside pyplot (no global state, no GUI backend) with a grid of axes.
+
+    Margins are fixed rather than computed by ``tight_layout``, which renders every text once
+    more and cost about 0.1 s a figure: a third of a small trial's tracking time.
+    """
+    fig = Figure(figsize=(width, height))
+    axes = fig.subplots(rows, cols, squeeze=False)
+    fig.subplots_adjust(left=0.1 if cols == 1 else 0.07, right=0.9 if cols == 1 else 0.93, bottom=0.14, top=0.88,
+                        wspace=0.35, hspace=0.55)
+    return fig, axes
 
 
 def learning_curves(history: dict[str, list[float]]) -> Figure:
     """Loss and fixed-rule accuracy against epoch, train and validation."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, grid = _figure(10, 4, 1, 2)
+    axes = grid[0]
     for ax, key in zip(axes, ("loss", "acc")):
         for name, style in ((key, "-"), (f"val_{key}", "--")):
             if name in history:
@@ -28,13 +38,12 @@ def learning_curves(history: dict[str, list[float]]) -> Figure:
         twin.set_ylabel("val AUC")
         twin.legend(loc="lower right")
     fig.suptitle("Learning curves")
-    fig.tight_layout()
     return fig
 
 
 def roc(curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> Figure:
     """ROC curves, one per named split of (labels, scores)."""
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig, ((ax,),) = _figure(5, 5)
     for name, (y, s) in curves.items():
         fpr, tpr, _ = roc_curve(y, s)
         ax.plot(fpr, tpr, label=name)
@@ -43,13 +52,12 @@ def roc(curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> Figure:
     ax.set_ylabel("true positive rate")
     ax.legend()
     ax.set_title("ROC")
-    fig.tight_layout()
     return fig
 
 
 def score_histogram(y: np.ndarray, s: np.ndarray, threshold: float, title: str = "validation") -> Figure:
     """Score distributions of same and different pairs, with the chosen threshold."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ((ax,),) = _figure(6, 4)
     bins = np.histogram_bin_edges(s, bins=40)
     ax.hist(s[y == 1], bins=bins, alpha=0.6, label="same (1)")
     ax.hist(s[y == 0], bins=bins, alpha=0.6, label="different (0)")
@@ -57,13 +65,12 @@ def score_histogram(y: np.ndarray, s: np.ndarray, threshold: float, title: str =
     ax.set_xlabel("score (higher = more similar)")
     ax.legend()
     ax.set_title(f"Scores by class ({title})")
-    fig.tight_layout()
     return fig
 
 
 def objective_by_trial(values: np.ndarray, objective: str) -> Figure:
     """Each trial's objective in run order, with the running best."""
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ((ax,),) = _figure(7, 4)
     x = np.arange(1, len(values) + 1)
     ax.plot(x, values, "o", label=objective)
     finite = np.where(np.isfinite(values), values, -np.inf)
@@ -72,7 +79,6 @@ def objective_by_trial(values: np.ndarray, objective: str) -> Figure:
     ax.set_ylabel(objective)
     ax.legend()
     ax.grid(alpha=0.3)
-    fig.tight_layout()
     return fig
 
 
@@ -83,7 +89,7 @@ def objective_vs_params(params: dict[str, "np.ndarray"], values: np.ndarray, obj
     names = sorted(params)
     cols = 3
     rows = max(1, -(-len(names) // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
+    fig, axes = _figure(4 * cols, 3 * rows, rows, cols)
     for ax, name in zip(axes.flat, names):
         raw = pd.Series(params[name]).reset_index(drop=True)
         numeric = pd.to_numeric(raw, errors="coerce")
@@ -98,5 +104,4 @@ def objective_vs_params(params: dict[str, "np.ndarray"], values: np.ndarray, obj
         ax.set_ylabel(objective, fontsize=8)
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
-    fig.tight_layout()
     return fig

@@ -8,6 +8,7 @@ import logging
 import platform
 import subprocess
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from contextlib import contextmanager
@@ -18,6 +19,7 @@ import pandas as pd
 
 import keras
 import mlflow
+from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
@@ -141,11 +143,8 @@ def run(experiment: str, artifact_root: str | None, run_name: str | None = None,
 
 
 def log_figure(fig: Any, name: str) -> None:
-    """Log a matplotlib figure as a PNG artifact and close it."""
-    import matplotlib.pyplot as plt
-
+    """Log a matplotlib figure as a PNG artifact."""
     mlflow.log_figure(fig, name)
-    plt.close(fig)
 
 
 def log_config(cfg: DictConfig) -> None:
@@ -160,11 +159,31 @@ def log_dir(folder: Path, artifact_path: str) -> None:
 
 
 class EpochLogger(keras.callbacks.Callback):
-    """Log every epoch's metrics to the active MLflow run with ``step`` = epoch (from 0)."""
+    """Every epoch's metrics to the active MLflow run with ``step`` = epoch (from 0).
+
+    Buffered and written in one batch every ``every_s`` seconds and at the end: one store write per
+    epoch cost 0.2 s of a 25-epoch trial. ``flush`` is also called when training fails, so a
+    FAILED run keeps its curves up to the failure.
+    """
+
+    def __init__(self, every_s: float = 10.0) -> None:
+        super().__init__()
+        self.every_s, self.pending, self.last = every_s, [], time.monotonic()
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-        if logs:
-            mlflow.log_metrics({k: float(v) for k, v in logs.items()}, step=epoch)
+        now = int(time.time() * 1000)
+        self.pending += [Metric(k, float(v), now, epoch) for k, v in (logs or {}).items()]
+        if time.monotonic() - self.last >= self.every_s:
+            self.flush()
+
+    def on_train_end(self, logs: dict[str, float] | None = None) -> None:
+        self.flush()
+
+    def flush(self) -> None:
+        """Write what is buffered to the active run."""
+        if self.pending and mlflow.active_run():
+            MlflowClient().log_batch(mlflow.active_run().info.run_id, metrics=self.pending)
+        self.pending, self.last = [], time.monotonic()
 
 
 def scratch_dir() -> tempfile.TemporaryDirectory:

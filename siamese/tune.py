@@ -152,7 +152,8 @@ class Study:
             data = self.data_for(cfg)
             model, kind, history = fit(cfg, data, [tracking.EpochLogger()])
             bundle, metrics, split_scores = assess(model, kind, data, cfg, with_test=False)
-            record(bundle, metrics, history, split_scores, log_model=bool(self.cfg.log_trial_models))
+            record(bundle, metrics, history, split_scores, log_model=bool(self.cfg.log_trial_models),
+                   figures=bool(self.cfg.trial_figures))
         return bundle, metrics
 
     def progress(self, trial: kt.engine.trial.Trial) -> None:

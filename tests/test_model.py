@@ -25,7 +25,7 @@ def run_cfg(distance: str, loss: str, act: str, **model: object):
     return OmegaConf.create({
         "seed": 0,
         "model": {"depth": 2, "width": 16, "dropout": 0.1, "activation": "relu", "batch_norm": True,
-                  "embedding_dim": 8, "normalize_embedding": False, "distance": distance,
+                  "embedding_dim": 8, "normalize_embedding": False, "residual": False, "distance": distance,
                   "head_width": 8, "output_activation": act, **model},
         "loss": {"name": loss, "margin": 1.0},
         "optimizer": {"name": "adam", "learning_rate": 0.01, "weight_decay": 0.0},
@@ -89,3 +89,23 @@ def test_loads_in_safe_mode_without_siamese_imported_custom_objects(tmp_path):
     again = keras.models.load_model(tmp_path / "m.keras", safe_mode=True, compile=False)
     x = np.random.default_rng(0).normal(size=(4, 6)).astype(np.float32)
     np.testing.assert_array_equal(again.predict([x, x[::-1]], verbose=0), model.predict([x, x[::-1]], verbose=0))
+
+
+def test_residual_encoder_starts_from_the_inputs_geometry():
+    """At init a residual encoder is the identity: a cosine head then gives the cosine baseline."""
+    from siamese.baselines import cosine_scores
+
+    left, right, y = random_pairs(64, 12)
+    cfg = run_cfg("cosine", "contrastive", "linear", residual=True, dropout=0.3)
+    model = build_model(12, cfg.model, "contrastive")
+    distance = model.predict([left, right], verbose=0).ravel()
+    np.testing.assert_allclose(1.0 - distance, cosine_scores(PairSet(left, right, y)), atol=1e-5)
+    assert model.get_layer("encoder").output.shape[-1] == 12
+
+
+def test_distance_heads_start_monotone_in_distance():
+    """An l1/l2 BCE head starts as logit = b − 4·mean(features): larger differences, lower logit."""
+    for distance in ("l1", "l2"):
+        model = build_model(6, run_cfg(distance, "bce", "linear").model, "bce")
+        kernel = np.asarray(model.get_layer("logit").kernel)
+        np.testing.assert_allclose(kernel, -4.0 / kernel.shape[0])

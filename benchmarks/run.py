@@ -1,0 +1,102 @@
+"""Run the benchmarks, print their tables, write JSON; the full run also refreshes benchmarks/README.md.
+
+    python -m benchmarks.run                 # make bench: full sizes (tens of minutes on 2 cores)
+    python -m benchmarks.run --quick         # make bench-quick: every benchmark at a small size
+    python -m benchmarks.run --only speed,growth --out DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks import accuracy, growth, question, speed, throughput
+from benchmarks.common import CACHE, ROOT, Result, write
+
+ORDER = ["accuracy", "question", "speed", "throughput", "growth"]
+TABLE_KEYS = {"title": str, "columns": list, "rows": list}
+RESULT_KEYS = {"name": str, "quick": bool, "command": str, "tables": list, "targets": list, "notes": list,
+               "data": dict, "seconds": float, "machine": dict}
+
+
+def check(path: Path) -> dict[str, Any]:
+    """Validate one result file's shape; returns it.
+
+    Raises:
+        ValueError: a key missing or of the wrong type, a row of the wrong length, an empty table.
+    """
+    out = json.loads(path.read_text())
+    for key, kind in RESULT_KEYS.items():
+        if not isinstance(out.get(key), kind):
+            raise ValueError(f"{path.name}: '{key}' missing or not {kind.__name__}")
+    if not out["tables"]:
+        raise ValueError(f"{path.name}: no tables")
+    for table in out["tables"]:
+        for key, kind in TABLE_KEYS.items():
+            if not isinstance(table.get(key), kind):
+                raise ValueError(f"{path.name}: a table's '{key}' missing or not {kind.__name__}")
+        if not table["rows"] or any(len(r) != len(table["columns"]) for r in table["rows"]):
+            raise ValueError(f"{path.name}: table '{table['title']}' is empty or has rows of the wrong width")
+    for target in out["targets"]:
+        if set(target) != {"target", "value", "met"} or not isinstance(target["met"], bool):
+            raise ValueError(f"{path.name}: malformed target {target}")
+    return out
+
+
+def refresh_readme(results: list[Result]) -> None:
+    """Replace each ``<!-- bench:NAME -->…<!-- /bench:NAME -->`` block of benchmarks/README.md."""
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    for r in results:
+        block = f"<!-- bench:{r.name} -->\n{r.markdown()}\n\n_{r.command}, {time.strftime('%Y-%m-%d')}, " \
+                f"{r.seconds / 60:.1f} min_\n<!-- /bench:{r.name} -->"
+        text = re.sub(rf"<!-- bench:{r.name} -->.*?<!-- /bench:{r.name} -->", lambda _: block, text, flags=re.S)
+    readme.write_text(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="every benchmark at a small size")
+    parser.add_argument("--only", default=",".join(ORDER), help=f"comma-separated subset of {ORDER}")
+    parser.add_argument("--out", type=Path, default=None, help="where JSON goes (default benchmarks/results[/quick])")
+    args = parser.parse_args(argv)
+    names = [n.strip() for n in args.only.split(",") if n.strip()]
+    unknown = sorted(set(names) - set(ORDER))
+    if unknown:
+        print(f"error: unknown benchmark(s) {unknown}; choose from {ORDER}", file=sys.stderr)
+        return 2
+    out = args.out or ROOT / "results" / ("quick" if args.quick else "")
+    command = "make bench-quick" if args.quick else "make bench"
+    if set(names) != set(ORDER):
+        command = f"python -m benchmarks.run{' --quick' if args.quick else ''} --only {','.join(names)}"
+    store = CACHE / ("store-quick" if args.quick else "store")
+    if "accuracy" in names:
+        shutil.rmtree(store, ignore_errors=True)
+    store.mkdir(parents=True, exist_ok=True)
+    results = []
+    for name in [n for n in ORDER if n in names]:
+        t0 = time.perf_counter()
+        print(f"== {name} ==", flush=True)
+        if name == "question":
+            result = question.run(args.quick, json.loads((out / "accuracy.json").read_text()))
+        else:
+            result = {"accuracy": accuracy, "speed": speed, "throughput": throughput, "growth": growth}[name].run(args.quick, store)
+        result.seconds, result.command = time.perf_counter() - t0, command
+        check(write(result, out))
+        results.append(result)
+        print(result.markdown(), "\n", flush=True)
+    if not args.quick and args.out is None:
+        refresh_readme(results)
+    missed = [f"{r.name}: {t.target}" for r in results for t in r.targets if not t.met]
+    print(f"wrote {len(results)} result(s) to {out}; targets not met: {missed or 'none'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

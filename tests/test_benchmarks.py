@@ -1,0 +1,46 @@
+"""``make bench-quick``: every benchmark at a small size, and the shape of what it writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from siamese.paths import project_root
+
+
+@pytest.mark.slow
+def test_bench_quick_runs_every_benchmark_and_writes_valid_json(tmp_path):
+    from benchmarks.run import ORDER, check
+
+    out = tmp_path / "results"
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.run", "--quick", "--out", str(out)], cwd=project_root(),
+                          capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "SIAMESE_BENCH_CACHE": str(tmp_path / "cache"), "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = {name: check(out / f"{name}.json") for name in ORDER}
+    assert all(r["quick"] for r in results.values())
+    speed = results["speed"]["data"]["summary"]
+    assert all(v["pairs_per_s"] > 0 and 0.0 <= v["val_auc"] <= 1.0 for v in speed.values())
+    growth = results["growth"]["data"]["cases"]
+    assert {c["series"] for c in growth} == {"rows", "width", "feed", "csv"}
+    assert all(c["peak_rss"] >= c["after_load_rss"] > 0 for c in growth)
+    accuracy = results["accuracy"]["data"]["summary"]["digits"]
+    assert accuracy["cosine similarity"]["test_accuracy"] > accuracy["majority class"]["test_accuracy"]
+    assert results["question"]["data"]["trials"] == 4
+    assert "targets not met" in proc.stdout
+    with pytest.raises(ValueError, match="rows of the wrong width"):
+        bad = json.loads((out / "speed.json").read_text())
+        bad["tables"][0]["rows"][0].append("extra")
+        (tmp_path / "bad.json").write_text(json.dumps(bad))
+        check(tmp_path / "bad.json")
+
+
+def test_bench_rejects_unknown_names(capsys):
+    from benchmarks.run import main
+
+    assert main(["--only", "speed,nope"]) == 2
+    assert "unknown benchmark" in capsys.readouterr().err
