@@ -14,10 +14,10 @@ from siamese.data import load_dataset
 from siamese.train import train
 from siamese.tune import tune
 
-METHODS = ["majority class", "cosine similarity", "logistic [|u−v|, u⊙v]", "question's model",
+METHODS = ["majority class", "cosine similarity", "logistic [abs(u−v), u⊙v]", "question's model",
            "accepted fix (L1 → Dense(1), BCE)", "default study, best model"]
 BASELINES: dict[str, Callable[[Any], Callable]] = {
-    "majority class": majority, "cosine similarity": lambda d: cosine_scores, "logistic [|u−v|, u⊙v]": logistic}
+    "majority class": majority, "cosine similarity": lambda d: cosine_scores, "logistic [abs(u−v), u⊙v]": logistic}
 
 
 def settings(quick: bool) -> dict[str, Any]:

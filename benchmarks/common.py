@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import resource
 import statistics
 import time
 from contextlib import contextmanager
@@ -70,6 +69,14 @@ class Result:
         out["machine"] = machine()
         return out
 
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "Result":
+        """A result read back from its JSON file (to re-render tables without rerunning)."""
+        fields = {k: v for k, v in d.items() if k != "machine"}
+        fields["tables"] = [Table(**t) for t in d["tables"]]
+        fields["targets"] = [Target(**t) for t in d["targets"]]
+        return cls(**fields)
+
     def markdown(self) -> str:
         parts = [t.markdown() for t in self.tables]
         if self.targets:
@@ -105,18 +112,23 @@ def timer() -> Iterator[dict[str, float]]:
         out["s"] = time.perf_counter() - t0
 
 
-def rss_bytes() -> int:
-    """Resident memory of this process now."""
+def _status_kib(field: str) -> int:
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024
     return 0
 
 
+def rss_bytes() -> int:
+    """Resident memory of this process now."""
+    return _status_kib("VmRSS")
+
+
 def peak_rss_bytes() -> int:
-    """Peak resident memory of this process so far."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    """Peak resident memory of this process so far (VmHWM: ``getrusage``'s maxrss would carry the
+    parent's high-water mark into a forked child, and the growth cases run as children)."""
+    return _status_kib("VmHWM")
 
 
 def mean_sd(values: list[float]) -> str:

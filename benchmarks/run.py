@@ -3,6 +3,7 @@
     python -m benchmarks.run                 # make bench: full sizes (tens of minutes on 2 cores)
     python -m benchmarks.run --quick         # make bench-quick: every benchmark at a small size
     python -m benchmarks.run --only speed,growth --out DIR
+    python -m benchmarks.run --render        # rewrite README tables from benchmarks/results/*.json
 """
 
 from __future__ import annotations
@@ -65,7 +66,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="every benchmark at a small size")
     parser.add_argument("--only", default=",".join(ORDER), help=f"comma-separated subset of {ORDER}")
     parser.add_argument("--out", type=Path, default=None, help="where JSON goes (default benchmarks/results[/quick])")
+    parser.add_argument("--render", action="store_true", help="only rewrite benchmarks/README.md from the saved JSON")
     args = parser.parse_args(argv)
+    if args.render:
+        refresh_readme([Result.from_json(check(ROOT / "results" / f"{n}.json")) for n in ORDER
+                        if (ROOT / "results" / f"{n}.json").exists()])
+        return 0
     names = [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = sorted(set(names) - set(ORDER))
     if unknown:

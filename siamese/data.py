@@ -124,14 +124,20 @@ def read_chunks(path: str | os.PathLike, rows: int) -> Iterator[pd.DataFrame]:
     any_rows = False
     with _table_errors(path):
         if path.suffix == ".parquet":
+            import pyarrow as pa
             import pyarrow.parquet as pq
 
-            chunks: Iterator[pd.DataFrame] = (b.to_pandas() for b in pq.ParquetFile(path).iter_batches(batch_size=rows))
+            # Stream pages instead of pre-buffering whole row groups (a row group can be the whole
+            # file); hand freed batches back to the OS at the end (mimalloc keeps them otherwise).
+            table = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 22)
+            chunks: Iterator[pd.DataFrame] = (b.to_pandas() for b in table.iter_batches(batch_size=rows))
         else:
             chunks = pd.read_csv(path, chunksize=rows)
         for chunk in chunks:
             any_rows = any_rows or not chunk.empty
             yield chunk
+        if path.suffix == ".parquet":
+            pa.default_memory_pool().release_unused()
     if not any_rows:
         raise DataError(f"{path}: file has no data rows")
 
@@ -270,17 +276,32 @@ def _count_rows(path: Path) -> int:
 
 
 def read_pairs(path: str | os.PathLike, label: str = "class", left: Any = None, right: Any = None,
-               chunk_rows: int = 50_000) -> tuple[PairSet, ColumnSpec]:
+               chunk_rows: int | None = None) -> tuple[PairSet, ColumnSpec]:
     """Read and validate a labelled pair table into one float32 array, chunk by chunk.
 
     The rows are counted first and the features written straight into an (n, 2d) array, so
-    reading never holds more than that array plus one chunk.
+    reading never holds more than that array plus one chunk (``chunk_rows``; by default as many
+    rows as make about 16 MiB of float64 cells, since pandas parses to float64 first).
 
     Raises:
         DataError: on any problem with the file, naming the file and the column or line.
     """
     path = resolve(path)
     _check_file(path)
+    if path.suffix == ".parquet":
+        pairs, spec = _read_parquet(path, label, left, right)
+    else:
+        pairs, spec = _read_csv(path, label, left, right, chunk_rows)
+    if len(np.unique(pairs.y)) < 2:
+        raise DataError(f"{path}: only one class ({int(pairs.y[0])}) present; need both 0 and 1")
+    return pairs, spec
+
+
+def _read_csv(path: Path, label: str, left: Any, right: Any, chunk_rows: int | None) -> tuple[PairSet, ColumnSpec]:
+    if chunk_rows is None:
+        with _table_errors(path):
+            width = len(pd.read_csv(path, nrows=0).columns)
+        chunk_rows = max(256, (16 << 20) // (8 * max(width, 1)))
     n = max(_count_rows(path), 0)
     spec, buffer, y, filled = None, np.empty((0, 0), np.float32), np.empty(0, np.float32), 0
     for chunk in read_chunks(path, chunk_rows):
@@ -296,10 +317,48 @@ def read_pairs(path: str | os.PathLike, label: str = "class", left: Any = None, 
             raise DataError(f"{path}: more rows than lines (a quoted field spans lines?)")
         buffer[filled:end, :d], buffer[filled:end, d:], y[filled:end] = part.left, part.right, part.y
         filled = end
-    pairs = PairSet.of(buffer[:filled], y[:filled])  # blank lines are counted but not read
-    if len(np.unique(pairs.y)) < 2:
-        raise DataError(f"{path}: only one class ({int(pairs.y[0])}) present; need both 0 and 1")
-    return pairs, spec
+    return PairSet.of(buffer[:filled], y[:filled]), spec  # blank lines are counted but not read
+
+
+def _read_parquet(path: Path, label: str, left: Any, right: Any, block: int = 64) -> tuple[PairSet, ColumnSpec]:
+    """Parquet straight into the (n, 2d) array, ``block`` columns of one row group at a time.
+
+    Arrow decodes a whole row group per read (often the whole file); reading a few columns at a
+    time bounds that to rows × ``block`` cells. Measured on 100,000 × 768 float32 columns (293 MB):
+    through pandas frames the read peaked 2.4 GB above the process's baseline, in blocks 0.47 GB.
+    """
+    import pyarrow.parquet as pq
+    import pyarrow.types as pat
+
+    with _table_errors(path):
+        table = pq.ParquetFile(path, pre_buffer=False)
+        schema, n = table.schema_arrow, table.metadata.num_rows
+    if n == 0:
+        raise DataError(f"{path}: file has no data rows")
+    if label not in schema.names:
+        raise DataError(f"{path}: label column '{label}' not found (set data.label)")
+    spec = column_spec(schema.names, label, left, right, path)
+    for name in spec.features:
+        kind = schema.field(name).type
+        if not (pat.is_integer(kind) or pat.is_floating(kind)):
+            raise DataError(f"{path}: column '{name}' is {kind}, not numeric")
+    buffer, start = np.empty((n, len(spec.features)), np.float32), 0
+    with _table_errors(path):
+        for group in range(table.num_row_groups):
+            rows = table.metadata.row_group(group).num_rows
+            for b in range(0, len(spec.features), block):
+                part = table.read_row_group(group, columns=spec.features[b : b + block])
+                for j, column in enumerate(part.columns):
+                    buffer[start : start + rows, b + j] = column.to_numpy(zero_copy_only=False)
+            start += rows
+        labels = table.read(columns=[label]).column(label).to_pandas()
+    for s in range(0, n, CHUNK):
+        finite = np.isfinite(buffer[s : s + CHUNK])
+        if not finite.all():
+            row, col = (int(i) for i in np.argwhere(~finite)[0])
+            raise DataError(f"{path}: column '{spec.features[col]}' line {s + row + 2} is "
+                            f"{buffer[s + row, col]} (NaN or inf values are not allowed)")
+    return PairSet.of(buffer, _labels(labels, path, 2)), spec
 
 
 def _partition(arrays: list[np.ndarray], first: np.ndarray, rest: np.ndarray, chunk: int = 65_536) -> None:

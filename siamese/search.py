@@ -175,7 +175,12 @@ def _define(hp: kt.HyperParameters, p: Param) -> Any:
     if s["type"] == "int":
         return hp.Int(p.name, s["min"], s["max"], step=s.get("step") or 1, sampling=s.get("sampling", "linear"), default=s.get("default"))
     if s["type"] == "float":
-        return hp.Float(p.name, float(s["min"]), float(s["max"]), step=s.get("step"), sampling=s.get("sampling", "linear"), default=s.get("default"))
+        step = s.get("step")
+        # keras-tuner steps by adding: 0.1 × 5 overshoots 0.5 and drops the endpoint (measured: a
+        # 0..0.5 dropout never sampled 0.5). Widen the top by a hair and round to the step's digits.
+        top = float(s["max"]) + (float(step) * 1e-6 if step else 0.0)
+        value = hp.Float(p.name, float(s["min"]), top, step=step, sampling=s.get("sampling", "linear"), default=s.get("default"))
+        return round(value, 10) if step else value
     if s["type"] == "bool":
         return hp.Boolean(p.name, default=bool(s.get("default", False)))
     return hp.Fixed(p.name, s["value"])

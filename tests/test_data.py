@@ -187,3 +187,19 @@ def test_in_place_split_and_preprocessing_equal_the_copying_ones(digits_files):
             got = pre.apply_inplace(PairSet.of(val.buffer.copy(), val.y))
             np.testing.assert_array_equal(got.left, expected.left)
             np.testing.assert_array_equal(got.right, expected.right)
+
+
+def test_parquet_errors_name_the_column_and_line(tmp_path, digits_frame):
+    bad = digits_frame.copy()
+    bad.loc[40, "v70"] = np.inf
+    bad.to_parquet(tmp_path / "inf.parquet", row_group_size=25)
+    with pytest.raises(DataError, match="column 'v70' line 42 is inf"):
+        read_pairs(tmp_path / "inf.parquet")
+    text = digits_frame.astype({"v3": str})
+    text.to_parquet(tmp_path / "text.parquet")
+    with pytest.raises(DataError, match="column 'v3' is (large_)?string, not numeric"):
+        read_pairs(tmp_path / "text.parquet")
+    wrong = digits_frame.assign(**{"class": 3})
+    wrong.to_parquet(tmp_path / "label.parquet")
+    with pytest.raises(DataError, match="label column 'class' line 2 is 3"):
+        read_pairs(tmp_path / "label.parquet")

@@ -153,3 +153,18 @@ def test_trials_get_the_data_their_config_asks_for(study_cfg, store, tmp_path):
         assert kind == run.data.params["data.preprocess"]
         kinds[kind] = kinds.get(kind, 0) + 1
     assert set(kinds) == {"none", "standardize"}, kinds
+
+
+def test_stepped_float_reaches_its_endpoint_and_rounds():
+    import keras_tuner as kt
+
+    from siamese.search import Param, declare
+
+    seen = set()
+    for seed in range(60):
+        hp = kt.HyperParameters()
+        p = Param("model.dropout", "model.dropout", {"type": "float", "min": 0.0, "max": 0.5, "step": 0.1})
+        declare(hp, [p])
+        hp.values["model.dropout"] = hp.space[0].random_sample(seed=seed)
+        seen.add(declare(hp, [p])["model.dropout"])
+    assert seen == {0.0, 0.1, 0.2, 0.3, 0.4, 0.5}
