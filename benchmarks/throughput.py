@@ -58,7 +58,7 @@ def run(quick: bool, store: Path) -> Result:
             datasets[key] = load_dataset(trial_cfg.data, int(cfg.seed))
         t1 = time.perf_counter()
         model, kind, _ = fit(trial_cfg, datasets[key])
-        assess(model, kind, datasets[key], trial_cfg, with_test=False)
+        assess(model, kind, datasets[key], with_test=False)
         untracked.append(time.perf_counter() - t1)
 
     overhead, overhead_nofig = sum(tracked) / sum(untracked), sum(tracked_nofig) / sum(untracked)

@@ -93,7 +93,7 @@ def fit(cfg: DictConfig, data: Dataset, callbacks: list[keras.callbacks.Callback
     return model, kind, {k: [float(x) for x in v] for k, v in history.history.items()}
 
 
-def assess(model: keras.Model, kind: str, data: Dataset, cfg: DictConfig, with_test: bool = True) -> tuple[ModelBundle, dict[str, float], dict[str, Any]]:
+def assess(model: keras.Model, kind: str, data: Dataset, with_test: bool = True) -> tuple[ModelBundle, dict[str, float], dict[str, Any]]:
     """Choose thresholds on validation, then compute validation (and test) metrics with them.
 
     Returns:
@@ -154,7 +154,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         tracking.log_config(cfg)
         t0 = time.perf_counter()
         model, kind, history = fit(cfg, data, [tracking.EpochLogger()])
-        bundle, metrics, split_scores = assess(model, kind, data, cfg)
+        bundle, metrics, split_scores = assess(model, kind, data)
         metrics["train_seconds"] = time.perf_counter() - t0
         metrics["epochs_run"] = float(len(history.get("loss", [])))
         record(bundle, metrics, history, split_scores, bool(cfg.tracking.log_model))

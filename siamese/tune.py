@@ -62,7 +62,7 @@ class StudyTuner(kt.Tuner):
 
     def on_trial_end(self, trial: kt.engine.trial.Trial) -> None:
         super().on_trial_end(trial)
-        self.study.progress(trial)
+        self.study.progress(trial, self.oracle)
 
 
 class Study:
@@ -151,15 +151,15 @@ class Study:
         with ctx:
             data = self.data_for(cfg)
             model, kind, history = fit(cfg, data, [tracking.EpochLogger()])
-            bundle, metrics, split_scores = assess(model, kind, data, cfg, with_test=False)
+            bundle, metrics, split_scores = assess(model, kind, data, with_test=False)
             record(bundle, metrics, history, split_scores, log_model=bool(self.cfg.log_trial_models),
                    figures=bool(self.cfg.trial_figures))
         return bundle, metrics
 
-    def progress(self, trial: kt.engine.trial.Trial) -> None:
+    def progress(self, trial: kt.engine.trial.Trial, oracle: kt.Oracle) -> None:
         """One line per trial: n/N, params in short, objective, elapsed, time left."""
         self.done_here += 1
-        n_done = len([t for t in self.tuner.oracle.trials.values() if t.status in ("COMPLETED", "FAILED", "INVALID")])
+        n_done = len([t for t in oracle.trials.values() if t.status in ("COMPLETED", "FAILED", "INVALID")])
         total = int(self.cfg.tuner.max_trials)
         elapsed = time.perf_counter() - self.started
         left = elapsed / self.done_here * max(total - n_done, 0)
@@ -232,7 +232,7 @@ def leaderboard(frame: pd.DataFrame, objective: str, direction: str) -> pd.DataF
     return keep.sort_values(objective, ascending=direction != "max", na_position="last").reset_index(drop=True)
 
 
-def _plots(board: pd.DataFrame, frame: pd.DataFrame, objective: str) -> None:
+def _plots(frame: pd.DataFrame, objective: str) -> None:
     trials = frame[frame["tags.kind"] == "trial"].sort_values("start_time")
     if f"metrics.{objective}" not in trials.columns:
         return
@@ -258,10 +258,10 @@ def finish(study: Study, tuner: StudyTuner, cfg: DictConfig) -> dict[str, float]
         source = "restored"
     else:  # the kept model is missing (e.g. deleted): retrain the best trial's config
         model, kind, _ = fit(best_cfg, data)
-        bundle = assess(model, kind, data, best_cfg, with_test=False)[0]
+        bundle = assess(model, kind, data, with_test=False)[0]
         source = "retrained"
     # Thresholds stay the ones chosen on validation; test is scored once, here.
-    _, metrics, split_scores = assess(bundle.model, bundle.kind, data, best_cfg, with_test=True)
+    _, metrics, split_scores = assess(bundle.model, bundle.kind, data, with_test=True)
     frame = tracking.children(study.parent_id)
     run_ids = frame[(frame["tags.kind"] == "trial") & (frame["tags.trial_id"] == best_trial.trial_id)]["run_id"]
     base = frame[frame["tags.kind"] == "baseline"]
@@ -279,7 +279,7 @@ def finish(study: Study, tuner: StudyTuner, cfg: DictConfig) -> dict[str, float]
         path = Path(tmp) / "leaderboard.csv"
         board.to_csv(path, index=False)
         mlflow.log_artifact(str(path))
-    _plots(board, frame, obj)
+    _plots(frame, obj)
     record(bundle, {}, {}, split_scores, log_model=True)
     print(f"study {cfg.study}: {len(completed)} trials completed, {len(failed)} failed; best trial {best_trial.trial_id} "
           f"{obj}={metrics[obj]:.4f} test_auc={metrics['test_auc']:.4f} test_accuracy={metrics['test_accuracy']:.4f}; "
@@ -316,7 +316,6 @@ def tune(cfg: DictConfig) -> dict[str, float]:
             run_baselines(cfg, data, done)
         study = Study(cfg, data, params, parent_id)
         tuner = StudyTuner(study, oracle=_oracle(cfg), directory=str(study.dir), project_name="tuner", overwrite=False)
-        study.tuner = tuner
         previously = len([t for t in tuner.oracle.trials.values() if t.status == "COMPLETED"])
         print(f"study {cfg.study}: {cfg.tuner.name} search of {len(params)} parameters, {cfg.tuner.max_trials} trials"
               f"{f' (resuming: {previously} done)' if resumed else ''}; objective {cfg.search.objective} "
