@@ -15,7 +15,6 @@ from typing import Any
 
 import keras
 import numpy as np
-
 import pandas as pd
 
 from siamese.data import ColumnSpec, PairSet, Preprocessor, frame_to_pairs
@@ -90,11 +89,15 @@ class ModelBundle:
         s, pred = self.predict(self.pairs(frame, source, first_line))
         return pd.DataFrame({"score": s, "prediction": pred}, index=frame.index)
 
+    def metrics(self, y: np.ndarray, raw: np.ndarray, prefix: str) -> dict[str, float]:
+        """Metrics of model outputs ``raw`` against labels at this bundle's validation-chosen
+        thresholds (a distance head also gets the question's fixed 0.5 rule)."""
+        return evaluate(y, scores(raw, self.kind), prefix, self.threshold, self.f1_threshold,
+                        raw if self.kind == "distance" else None)
+
     def evaluate(self, pairs: PairSet, prefix: str = "test") -> dict[str, float]:
         """Metrics on labelled raw pairs at this bundle's validation-chosen thresholds."""
-        raw = self.raw(self.preprocessor.apply(pairs))
-        return evaluate(pairs.y, scores(raw, self.kind), prefix, self.threshold, self.f1_threshold,
-                        raw if self.kind == "distance" else None)
+        return self.metrics(pairs.y, self.raw(self.preprocessor.apply(pairs)), prefix)
 
     def save(self, folder: str | os.PathLike) -> Path:
         """Write atomically to ``folder`` (replacing it)."""

@@ -205,6 +205,12 @@ def _features(frame: pd.DataFrame, columns: list[str], path: str | Path, first_l
                     f"{path}: column '{col}' line {row + first_line} is not numeric: {_show(series.iloc[row])}"
                 )
     values = frame[columns].to_numpy(dtype=np.float32)
+    _check_finite(values, columns, path, first_line)
+    return values
+
+
+def _check_finite(values: np.ndarray, columns: list[str], path: str | Path, first_line: int) -> None:
+    """NaN or inf in ``values`` is an error naming the first such cell's column and line."""
     finite = np.isfinite(values)
     if not finite.all():
         row, col = (int(i) for i in np.argwhere(~finite)[0])
@@ -212,7 +218,6 @@ def _features(frame: pd.DataFrame, columns: list[str], path: str | Path, first_l
             f"{path}: column '{columns[col]}' line {row + first_line} is {values[row, col]} "
             "(NaN or inf values are not allowed)"
         )
-    return values
 
 
 def _labels(series: pd.Series, path: str | Path, first_line: int) -> np.ndarray:
@@ -353,15 +358,11 @@ def _read_parquet(path: Path, label: str, left: Any, right: Any, block: int = 64
             start += rows
         labels = table.read(columns=[label]).column(label).to_pandas()
     for s in range(0, n, CHUNK):
-        finite = np.isfinite(buffer[s : s + CHUNK])
-        if not finite.all():
-            row, col = (int(i) for i in np.argwhere(~finite)[0])
-            raise DataError(f"{path}: column '{spec.features[col]}' line {s + row + 2} is "
-                            f"{buffer[s + row, col]} (NaN or inf values are not allowed)")
+        _check_finite(buffer[s : s + CHUNK], spec.features, path, s + 2)
     return PairSet.of(buffer, _labels(labels, path, 2)), spec
 
 
-def _partition(arrays: list[np.ndarray], first: np.ndarray, rest: np.ndarray, chunk: int = 65_536) -> None:
+def _partition(arrays: list[np.ndarray], first: np.ndarray, rest: np.ndarray, chunk: int = CHUNK) -> None:
     """Reorder rows in place: rows ``first`` (sorted) to the front, then rows ``rest``.
 
     Only ``rest`` is copied aside; the front is compacted forward chunk by chunk, which is safe

@@ -18,7 +18,7 @@ import keras
 import numpy as np
 from omegaconf import DictConfig
 
-from siamese import layers, tracking
+from siamese import layers
 from siamese.bundle import ModelBundle
 from siamese.errors import ConfigError
 from siamese.paths import resolve
@@ -76,9 +76,7 @@ def export(cfg: DictConfig) -> Path:
     out = resolve(cfg.out)
     if out.exists() and any(out.iterdir()) and not (out / META).exists():
         raise ConfigError(f"out={out} is a non-empty folder that is not an export; pick another")
-    if str(cfg.model_uri).startswith(("models:/", "runs:/")):
-        tracking.configure(cfg.tracking)
-    path = export_bundle(load_bundle(str(cfg.model_uri)), out, str(cfg.model_uri))
+    path = export_bundle(load_bundle(str(cfg.model_uri), cfg.tracking), out, str(cfg.model_uri))
     print(f"exported {cfg.model_uri} → {path} (model.keras, {META}, {LAYERS})")
     return path
 

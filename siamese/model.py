@@ -136,14 +136,14 @@ def compile_model(model: keras.Model, cfg: Any, kind: str) -> None:
     )
 
 
-def outputs(model: keras.Model, left: np.ndarray, right: np.ndarray, eager_rows: int = 16_384) -> np.ndarray:
+def outputs(model: keras.Model, left: np.ndarray, right: np.ndarray, one_call_rows: int = 16_384) -> np.ndarray:
     """The model's outputs for pairs, as a flat float64 array.
 
-    Up to ``eager_rows`` pairs go through ``predict_on_batch`` (about 4 ms for 1,000 pairs, against
+    Up to ``one_call_rows`` pairs go through ``predict_on_batch`` (about 4 ms for 1,000 pairs, against
     16 ms for an eager call and more for ``predict``'s set-up, which dominated small epochs).
     Larger sets are batched by ``predict``.
     """
-    if len(left) <= eager_rows:
+    if len(left) <= one_call_rows:
         out = model.predict_on_batch([np.ascontiguousarray(left), np.ascontiguousarray(right)])
     else:
         out = model.predict([left, right], batch_size=8192, verbose=0)

@@ -17,12 +17,9 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
-from siamese import tracking
 from siamese.bundle import ModelBundle
 from siamese.data import data_files, read_chunks
 from siamese.errors import ConfigError
-from siamese.metrics import evaluate
-from siamese.model import scores
 from siamese.paths import project_root, resolve
 from siamese.registry import load_bundle
 
@@ -56,8 +53,7 @@ def score_file(bundle: ModelBundle, source: Path, output: Path, chunk_rows: int 
     result: dict[str, Any] = {"rows": n_rows, "chunks": n_chunks, "output": str(output)}
     if labels:
         y, raw = np.concatenate(labels), np.concatenate(raws)
-        result["metrics"] = evaluate(y, scores(raw, bundle.kind), "input", bundle.threshold, bundle.f1_threshold,
-                                     raw if bundle.kind == "distance" else None)
+        result["metrics"] = bundle.metrics(y, raw, "input")
     elif label:
         result["note"] = f"no '{label}' column: scores only"
     return result
@@ -73,10 +69,8 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(f"output={output}: predictions are written as CSV; name the file *.csv")
     if output.resolve() == source.resolve():
         raise ConfigError(f"output={output} would overwrite the input")
-    if str(cfg.model_uri).startswith(("models:/", "runs:/")):
-        tracking.configure(cfg.tracking)
     t0 = time.perf_counter()
-    bundle = load_bundle(str(cfg.model_uri))
+    bundle = load_bundle(str(cfg.model_uri), cfg.tracking)
     result = score_file(bundle, source, output, int(cfg.chunk_size))
     took = time.perf_counter() - t0
     print(f"scored {result['rows']} pairs from {source} with {cfg.model_uri} in {took:.1f}s → {output}")

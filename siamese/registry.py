@@ -64,13 +64,20 @@ def log_pyfunc(bundle: ModelBundle, name: str = "model") -> mlflow.models.model.
             signature=signature(bundle), input_example=example, pip_requirements=requirements())
 
 
-def load_bundle(uri: str) -> ModelBundle:
+def load_bundle(uri: str, tracking_cfg: Any = None) -> ModelBundle:
     """A bundle from a pyfunc model (``models:/name@alias``, ``runs:/id/model``, a folder) or from a
     saved bundle folder (a study's or training run's ``model`` artifact, local or ``runs:/``).
+
+    Args:
+        uri: where the model is.
+        tracking_cfg: a ``tracking`` config to point MLflow at first, for ``models:/`` and
+            ``runs:/`` URIs (None: MLflow is already configured, or the URI is a folder).
 
     Raises:
         UserError: the model cannot be found or is not a siamese model.
     """
+    if tracking_cfg is not None and uri.startswith(("models:/", "runs:/")):
+        tracking.configure(tracking_cfg)
     with tracking.scratch_dir() as tmp:
         try:
             local = Path(uri).expanduser()

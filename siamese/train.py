@@ -20,8 +20,8 @@ from siamese import feed, plots, tracking
 from siamese.bundle import ModelBundle
 from siamese.data import Dataset, load_dataset
 from siamese.errors import ConfigError
-from siamese.metrics import auc, choose_thresholds, evaluate
 from siamese.losses import fixed_rule
+from siamese.metrics import auc, choose_thresholds
 from siamese.model import build_model, compile_model, output_kind, outputs, scores
 
 MONITORS = {"val_loss": "min", "val_acc": "max", "val_auc_epoch": "max", "loss": "min"}
@@ -97,22 +97,23 @@ def assess(model: keras.Model, kind: str, data: Dataset, with_test: bool = True)
     """Choose thresholds on validation, then compute validation (and test) metrics with them.
 
     Returns:
-        The bundle (model + preprocessing + thresholds), the metrics, and the raw scores per split.
+        The bundle (model + preprocessing + thresholds), the metrics, and per split the labels,
+        scores and model outputs.
     """
     out: dict[str, Any] = {}
     bundle = ModelBundle(model, data.preprocessor, kind, 0.0, 0.0, data.columns.to_dict())
     splits = {"val": data.val, "test": data.test} if with_test else {"val": data.val}
     for name, pairs in splits.items():
         raw = bundle.raw(pairs)
-        out[name] = (pairs.y, scores(raw, kind), raw if kind == "distance" else None)
+        out[name] = (pairs.y, scores(raw, kind), raw)
     y_val, s_val, _ = out["val"]
     if not np.all(np.isfinite(s_val)):
         raise Diverged("the model's validation scores are NaN or infinite")
     chosen = choose_thresholds(y_val, s_val)
     bundle.threshold, bundle.f1_threshold = chosen["threshold"], chosen["f1_threshold"]
     metrics = {f"val_{k}": v for k, v in chosen.items()}
-    for name, (y, s, d) in out.items():
-        metrics.update(evaluate(y, s, name, chosen["threshold"], chosen["f1_threshold"], d))
+    for name, (y, _, raw) in out.items():
+        metrics.update(bundle.metrics(y, raw, name))
     return bundle, metrics, out
 
 

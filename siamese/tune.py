@@ -69,7 +69,7 @@ class Study:
     """State of one study run: config, space, data, MLflow parent, progress and best model."""
 
     def __init__(self, cfg: DictConfig, data: Dataset, params: list[Param], parent_id: str) -> None:
-        self.cfg, self.data, self.params, self.parent_id = cfg, data, params, parent_id
+        self.cfg, self.params, self.parent_id = cfg, params, parent_id
         self.objective = str(cfg.search.objective)
         self.sign = 1.0 if cfg.search.direction == "max" else -1.0
         self.dir = resolve(cfg.study_dir)
