@@ -28,7 +28,8 @@ def _import_tensorflow_quietly() -> None:
         os.close(saved)
 
 
-_import_tensorflow_quietly()
+if not os.environ.get("SIAMESE_FIGURES_WORKER"):  # the figure worker (siamese.figures) never needs it
+    _import_tensorflow_quietly()
 register_resolvers()
 
 __version__ = "0.1.0"

@@ -6,6 +6,7 @@ Exit codes: 0 success, 2 bad input or config (one line on stderr), 1 anything el
 from __future__ import annotations
 
 import io
+import signal
 import sys
 from typing import Any, Callable
 
@@ -32,6 +33,15 @@ def _one_line(report: str) -> str:
             message += f" ({line.rstrip(':').lower()}: {', '.join(options)})"
             break
     return message
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so open runs end KILLED as on Ctrl-C (a bare SIGTERM
+    would leave them RUNNING, and a study's figure worker with them)."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated(f"stopped by signal {signal.Signals(signum).name}")
 
 
 def rewrite_argv(argv: list[str], rename: dict[str, str] | None = None, flags: dict[str, str] | None = None,
@@ -84,10 +94,15 @@ def entry(task: Callable[[DictConfig], Any], config_name: str, **argv_rules: Any
     def main() -> None:
         if argv_rules:
             sys.argv = rewrite_argv(sys.argv, **argv_rules)
+        signal.signal(signal.SIGTERM, _terminate)
         # Hold what Hydra prints before the task starts: if composition fails, it is condensed.
         sys.stderr = held
         try:
             app()
+        except Terminated as exc:
+            sys.stderr = real_stderr
+            print(f"error: {exc}", file=sys.stderr)
+            sys.exit(1)
         except SystemExit as exc:
             # Hydra exits 1 on a config it cannot compose (unknown group option, key not in the
             # config, bad override syntax) before the task starts: that is bad config, code 2.

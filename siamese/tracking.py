@@ -24,6 +24,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 from siamese.errors import TrackingError
+from siamese.figures import Figures
 from siamese.paths import project_root
 
 logging.getLogger("mlflow").setLevel(logging.WARNING)
@@ -126,20 +127,32 @@ def space_hash(obj: Any) -> str:
 
 @contextmanager
 def run(experiment: str, artifact_root: str | None, run_name: str | None = None, nested: bool = False,
-        run_id: str | None = None, tags: dict[str, str] | None = None) -> Iterator[mlflow.ActiveRun]:
-    """An MLflow run that ends FINISHED only if the block completes; else FAILED with the reason."""
+        run_id: str | None = None, tags: dict[str, str] | None = None,
+        figures: Figures | None = None) -> Iterator[mlflow.ActiveRun]:
+    """An MLflow run that ends FINISHED only if the block completes; else FAILED with the reason.
+
+    A run whose figures ``figures`` draws in the background is left RUNNING and handed over: the
+    figure worker ends it once they are logged (see :mod:`siamese.figures`).
+    """
     exp_id = experiment_id(experiment, artifact_root)
     active = mlflow.start_run(run_id=run_id, experiment_id=None if run_id else exp_id, run_name=run_name, nested=nested, tags=tags)
+    this = active.info.run_id
     try:
         yield active
     except BaseException as exc:
+        if figures is not None:
+            figures.drop(this)
         reason = f"{type(exc).__name__}: {exc}".strip()[:5000]
         try:
             mlflow.set_tag("failure_reason", reason)
         finally:
             mlflow.end_run("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
         raise
-    mlflow.end_run("FINISHED")
+    if figures is not None and figures.takes_over(this):
+        mlflow.end_run("RUNNING")  # leaves the fluent run stack; the status stays RUNNING
+        figures.hand_over(this)
+    else:
+        mlflow.end_run("FINISHED")
 
 
 def log_figure(fig: Any, name: str) -> None:

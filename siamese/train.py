@@ -16,10 +16,11 @@ import mlflow
 import numpy as np
 from omegaconf import DictConfig
 
-from siamese import feed, plots, tracking
+from siamese import feed, tracking
 from siamese.bundle import ModelBundle
 from siamese.data import Dataset, load_dataset
 from siamese.errors import ConfigError
+from siamese.figures import FigureJob, Figures
 from siamese.losses import fixed_rule
 from siamese.metrics import auc, choose_thresholds
 from siamese.model import build_model, compile_model, output_kind, outputs, scores
@@ -67,6 +68,9 @@ def fit(cfg: DictConfig, data: Dataset, callbacks: list[keras.callbacks.Callback
         The fitted model (best epoch's weights when early stopping restores them), its output
         kind, and the per-epoch history.
     """
+    # A study fits many models in one process; without this Keras' global state (name counters,
+    # graph) grows with every trial, as keras-tuner's own trials avoid the same way.
+    keras.backend.clear_session()
     keras.utils.set_random_seed(int(cfg.seed))
     kind = output_kind(cfg.model, cfg.loss.name)
     model = build_model(data.train.dim, cfg.model, cfg.loss.name)
@@ -118,19 +122,16 @@ def assess(model: keras.Model, kind: str, data: Dataset, with_test: bool = True)
 
 
 def record(bundle: ModelBundle, metrics: dict[str, float], history: dict[str, list[float]], split_scores: dict[str, Any],
-           log_model: bool = True, figures: bool = True) -> None:
+           log_model: bool = True, figures: Figures | None = None) -> None:
     """Log final metrics, the validation figures and (optionally) the model to the active run.
 
-    The learning curves are drawn only when there is a ``history``; ``figures=False`` skips the
-    three figures (about 0.5 s a run: the largest part of a small trial's tracking time).
+    ``figures`` says where the figures are drawn (default: here, now); the learning curves are
+    drawn only when there is a ``history``.
     """
     mlflow.log_metrics(metrics)
-    if figures:
-        if history:
-            tracking.log_figure(plots.learning_curves(history), "plots/learning_curves.png")
-        tracking.log_figure(plots.roc({k: v[:2] for k, v in split_scores.items()}), "plots/roc.png")
-        y_val, s_val, _ = split_scores["val"]
-        tracking.log_figure(plots.score_histogram(y_val, s_val, bundle.threshold), "plots/score_histogram.png")
+    job = FigureJob(mlflow.active_run().info.run_id, history, {k: (v[0], v[1]) for k, v in split_scores.items()},
+                    bundle.threshold)
+    (figures or Figures()).add(job)
     if log_model:
         with tracking.scratch_dir() as tmp:
             tracking.log_dir(bundle.save(Path(tmp) / "model"), "model")
@@ -138,6 +139,8 @@ def record(bundle: ModelBundle, metrics: dict[str, float], history: dict[str, li
 
 def start(cfg: DictConfig) -> Dataset:
     """Checks that must pass before a run is opened: config combination, tracking store, data."""
+    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int):
+        raise ConfigError(f"seed must be an integer, got {cfg.seed!r}")
     output_kind(cfg.model, cfg.loss.name)
     tracking.configure(cfg.tracking)
     return load_dataset(cfg.data, int(cfg.seed))

@@ -28,6 +28,7 @@ from siamese import baselines, plots, tracking
 from siamese.bundle import ModelBundle
 from siamese.data import Dataset, load_dataset
 from siamese.errors import ConfigError
+from siamese.figures import Figures, mode_of
 from siamese.model import output_kind
 from siamese.paths import resolve
 from siamese.search import Param, declare, parse_space, short, trial_config
@@ -68,8 +69,8 @@ class StudyTuner(kt.Tuner):
 class Study:
     """State of one study run: config, space, data, MLflow parent, progress and best model."""
 
-    def __init__(self, cfg: DictConfig, data: Dataset, params: list[Param], parent_id: str) -> None:
-        self.cfg, self.params, self.parent_id = cfg, params, parent_id
+    def __init__(self, cfg: DictConfig, data: Dataset, params: list[Param], parent_id: str, figures: Figures) -> None:
+        self.cfg, self.params, self.parent_id, self.figures = cfg, params, parent_id, figures
         self.objective = str(cfg.search.objective)
         self.sign = 1.0 if cfg.search.direction == "max" else -1.0
         self.dir = resolve(cfg.study_dir)
@@ -121,7 +122,7 @@ class Study:
         tags = {"kind": "trial", "study": str(self.cfg.study), "trial_id": trial.trial_id}
         try:
             with tracking.run(self.cfg.tracking.experiment, self.cfg.tracking.artifact_root,
-                              f"trial-{trial.trial_id}", nested=True, tags=tags):
+                              f"trial-{trial.trial_id}", nested=True, tags=tags, figures=self.figures):
                 values, cfg = self.trial_values(trial)
                 self.last["values"] = values
                 mlflow.log_params({"trial_id": trial.trial_id, **{k: str(v) for k, v in values.items()}})
@@ -135,6 +136,8 @@ class Study:
                 if not math.isfinite(value):
                     raise RuntimeError(f"objective {self.objective} is {value}")
                 self._keep_if_best(trial.trial_id, max(results, key=lambda r: self.sign * r[1][self.objective])[0], value)
+                # The trial's time on the study's path: figures drawn in the background are not in it.
+                mlflow.log_metric("trial_seconds", time.perf_counter() - self.last["t0"])
         except Exception as exc:  # recorded FAILED by tracking.run; keras-tuner moves on
             self.last["error"] = f"{type(exc).__name__}: {exc}"
             raise kt.errors.FailedTrialError(self.last["error"]) from exc
@@ -146,14 +149,15 @@ class Study:
         cfg = trial_config(cfg, {"seed": int(cfg.seed) + execution})
         several = int(self.cfg.tuner.executions_per_trial) > 1
         ctx = (tracking.run(self.cfg.tracking.experiment, self.cfg.tracking.artifact_root,
-                            f"trial-{trial_id}-exec{execution}", nested=True, tags={"kind": "execution"})
+                            f"trial-{trial_id}-exec{execution}", nested=True, tags={"kind": "execution"},
+                            figures=self.figures)
                if several else contextlib.nullcontext())
         with ctx:
             data = self.data_for(cfg)
             model, kind, history = fit(cfg, data, [tracking.EpochLogger()])
             bundle, metrics, split_scores = assess(model, kind, data, with_test=False)
             record(bundle, metrics, history, split_scores, log_model=bool(self.cfg.log_trial_models),
-                   figures=bool(self.cfg.trial_figures))
+                   figures=self.figures)
         return bundle, metrics
 
     def progress(self, trial: kt.engine.trial.Trial, oracle: kt.Oracle) -> None:
@@ -241,12 +245,16 @@ def _plots(frame: pd.DataFrame, objective: str) -> None:
     tracking.log_figure(plots.objective_vs_params(params, trials[f"metrics.{objective}"].to_numpy(dtype=float), objective), "plots/objective_vs_params.png")
 
 
-def finish(study: Study, tuner: StudyTuner, cfg: DictConfig) -> dict[str, float]:
-    """Best trial → test metrics once, leaderboard, plots, baseline comparison, on the parent run."""
+def finish(study: Study, tuner: StudyTuner, cfg: DictConfig, lost_figures: list[str]) -> dict[str, float]:
+    """Best trial → test metrics once, leaderboard, plots, baseline comparison, on the parent run.
+
+    ``lost_figures`` names trial runs whose background figures failed (those runs are FAILED).
+    """
     trials = list(tuner.oracle.trials.values())
     failed = [t for t in trials if t.status in ("FAILED", "INVALID")]
     completed = [t for t in trials if t.status == "COMPLETED"]
-    mlflow.log_metrics({"trials_completed": len(completed), "trials_failed": len(failed)})
+    mlflow.log_metrics({"trials_completed": len(completed), "trials_failed": len(failed),
+                        "trial_figures_failed": len(lost_figures)})
     if not completed:
         reasons = "; ".join((t.message or "").strip().splitlines()[-1][:200] for t in failed[:3])
         raise RuntimeError(f"every trial of study '{cfg.study}' failed ({len(failed)}): {reasons}")
@@ -286,6 +294,9 @@ def finish(study: Study, tuner: StudyTuner, cfg: DictConfig) -> dict[str, float]
           f"best baseline {obj}={best_base:.4f} ({'beaten' if margin > 0 else 'NOT beaten'} by {margin:+.4f})")
     if failed:
         print(f"warning: {len(failed)} trial(s) failed; their runs are FAILED with a failure_reason tag", flush=True)
+    if lost_figures:
+        print(f"warning: the figures of {len(lost_figures)} trial run(s) failed; those runs are FAILED: "
+              f"{lost_figures[0]}", flush=True)
     return {**metrics, "trials_completed": float(len(completed)), "trials_failed": float(len(failed))}
 
 
@@ -303,6 +314,7 @@ def tune(cfg: DictConfig) -> dict[str, float]:
         raise ConfigError(f"search.direction must be max or min, got {cfg.search.direction!r}")
     if int(cfg.tuner.max_trials) < 1:
         raise ConfigError(f"tuner.max_trials must be at least 1, got {cfg.tuner.max_trials}")
+    figure_mode = mode_of(cfg.trial_figures)
     data = start(cfg)
     space_hash = tracking.space_hash(OmegaConf.to_container(cfg.search, resolve=True))
     parent_id, resumed = _parent(cfg, space_hash, data)
@@ -314,14 +326,16 @@ def tune(cfg: DictConfig) -> dict[str, float]:
         done = set(tracking.children(parent_id).get("tags.baseline", pd.Series(dtype=str)).dropna())
         if cfg.baselines:
             run_baselines(cfg, data, done)
-        study = Study(cfg, data, params, parent_id)
-        tuner = StudyTuner(study, oracle=_oracle(cfg), directory=str(study.dir), project_name="tuner", overwrite=False)
-        previously = len([t for t in tuner.oracle.trials.values() if t.status == "COMPLETED"])
-        print(f"study {cfg.study}: {cfg.tuner.name} search of {len(params)} parameters, {cfg.tuner.max_trials} trials"
-              f"{f' (resuming: {previously} done)' if resumed else ''}; objective {cfg.search.objective} "
-              f"({cfg.search.direction}); MLflow parent run {parent_id}", flush=True)
-        tuner.search(verbose=0)
-        return finish(study, tuner, cfg)
+        with Figures(figure_mode) as figures:  # a failed search stops the worker, ends its runs KILLED
+            study = Study(cfg, data, params, parent_id, figures)
+            tuner = StudyTuner(study, oracle=_oracle(cfg), directory=str(study.dir), project_name="tuner", overwrite=False)
+            previously = len([t for t in tuner.oracle.trials.values() if t.status == "COMPLETED"])
+            print(f"study {cfg.study}: {cfg.tuner.name} search of {len(params)} parameters, {cfg.tuner.max_trials} trials"
+                  f"{f' (resuming: {previously} done)' if resumed else ''}; objective {cfg.search.objective} "
+                  f"({cfg.search.direction}); MLflow parent run {parent_id}", flush=True)
+            tuner.search(verbose=0)
+            lost = figures.close()
+        return finish(study, tuner, cfg, lost)
 
 
 if __name__ == "__main__":

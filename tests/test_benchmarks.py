@@ -31,6 +31,8 @@ def test_bench_quick_runs_every_benchmark_and_writes_valid_json(tmp_path):
     accuracy = results["accuracy"]["data"]["summary"]["digits"]
     assert accuracy["cosine similarity"]["test_accuracy"] > accuracy["majority class"]["test_accuracy"]
     assert results["question"]["data"]["trials"] == 4
+    waits = results["throughput"]["data"]["figure_wait_s"]
+    assert waits["background"] < waits["inline"] / 10  # handing figures to the worker beats drawing them
     assert "targets not met" in proc.stdout
     with pytest.raises(ValueError, match="rows of the wrong width"):
         bad = json.loads((out / "speed.json").read_text())

@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import mlflow
@@ -99,6 +103,7 @@ def test_presets_train(make_cfg, preset):
     (["data=nope"], "Could not find 'data/nope'"),
     (["model.no_such_key=1"], "no_such_key"),
     (["tracking.uri=http://127.0.0.1:9"], "tracking server http://127.0.0.1:9 is unreachable"),
+    (["seed="], "seed must be an integer, got ''"),
 ])
 def test_cli_bad_input_exits_2_with_one_line(args, message, store):
     result = run_cli("train", *tracking_overrides(store), *args, timeout=120)
@@ -108,6 +113,23 @@ def test_cli_bad_input_exits_2_with_one_line(args, message, store):
     assert len(lines) <= 2, result.stderr  # the message (Hydra may put its hint on a line of its own)
     _, found = runs(store)
     assert not found  # nothing recorded, let alone marked finished
+
+
+@pytest.mark.slow
+def test_sigterm_ends_the_run_killed_and_exits_1(store, digits_cache):
+    cmd = [sys.executable, "-m", "siamese.train", *tracking_overrides(store), f"data.cache_dir={digits_cache}",
+           "data.n_train=600", "data.n_test=200", "training.epochs=500", "training.early_stopping.patience=null",
+           "training.verbose=0"]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, cwd="/tmp")
+    deadline = time.monotonic() + 120
+    while not [r for r in runs(store)[1] if r.info.status == "RUNNING"]:
+        assert proc.poll() is None and time.monotonic() < deadline, "the run never started"
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1 and "error: stopped by signal SIGTERM" in err, err[-2000:]
+    (run,) = runs(store)[1]
+    assert run.info.status == "KILLED" and "SIGTERM" in run.data.tags["failure_reason"]
 
 
 @pytest.mark.slow

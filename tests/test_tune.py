@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -46,6 +47,7 @@ def test_three_trial_study_per_tuner(study_cfg, store, tuner):
         history = client.get_metric_history(trial.info.run_id, "val_loss")
         assert [m.step for m in history] == list(range(len(history))) and len(history) >= 1
         assert "test_auc" not in trial.data.metrics  # test is never looked at during the search
+        assert 0 < trial.data.metrics["trial_seconds"] < 600
         assert {a.path for a in client.list_artifacts(trial.info.run_id, "plots")} >= {"plots/roc.png", "plots/learning_curves.png"}
     best_auc = max(r.data.metrics["val_auc"] for r in trials)  # ties are possible
     chosen = next(r for r in trials if r.info.run_id == parent.data.tags["best_trial_run_id"])
@@ -168,3 +170,15 @@ def test_stepped_float_reaches_its_endpoint_and_rounds():
         hp.values["model.dropout"] = hp.space[0].random_sample(seed=seed)
         seen.add(declare(hp, [p])["model.dropout"])
     assert seen == {0.0, 0.1, 0.2, 0.3, 0.4, 0.5}
+
+
+def test_several_executions_per_trial_each_get_a_run_with_figures(study_cfg, store):
+    tune(study_cfg("tuner.max_trials=1", "tuner.executions_per_trial=2", "baselines=false"))
+    client, runs = study_runs(store)
+    (trial,) = runs["trial"]
+    execs = runs["execution"]
+    assert len(execs) == 2 and trial.info.status == "FINISHED"
+    for ex in execs:
+        assert ex.info.status == "FINISHED" and ex.data.tags["mlflow.parentRunId"] == trial.info.run_id
+        assert len(client.list_artifacts(ex.info.run_id, "plots")) == 3
+    assert trial.data.metrics["val_auc"] == pytest.approx(np.mean([ex.data.metrics["val_auc"] for ex in execs]))
