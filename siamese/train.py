@@ -68,9 +68,6 @@ def fit(cfg: DictConfig, data: Dataset, callbacks: list[keras.callbacks.Callback
         The fitted model (best epoch's weights when early stopping restores them), its output
         kind, and the per-epoch history.
     """
-    # A study fits many models in one process; without this Keras' global state (name counters,
-    # graph) grows with every trial, as keras-tuner's own trials avoid the same way.
-    keras.backend.clear_session()
     keras.utils.set_random_seed(int(cfg.seed))
     kind = output_kind(cfg.model, cfg.loss.name)
     model = build_model(data.train.dim, cfg.model, cfg.loss.name)
