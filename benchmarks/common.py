@@ -12,10 +12,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from siamese.paths import config_dir, project_root
+from siamese.cli import compose_config
+from siamese.paths import project_root
 
 ROOT = Path(__file__).resolve().parent
 # Generated tables and scratch stores (not committed); tests point it elsewhere.
@@ -97,8 +97,7 @@ def machine() -> dict[str, Any]:
 def compose_cfg(config: str, store: Path, *overrides: str) -> DictConfig:
     """A config as the CLI composes it, tracking into ``store``."""
     base = [f"tracking.uri=sqlite:///{store}/mlflow.db", f"tracking.artifact_root={store}/artifacts"]
-    with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
-        return compose(config_name=config, overrides=[*base, *overrides])
+    return compose_config(config, [*base, *overrides])
 
 
 @contextmanager

@@ -48,7 +48,7 @@ def _study(quick: bool, store: Path, name: str, *overrides: str) -> tuple[float,
     return wall, parent, trials
 
 
-def _untracked(trials: pd.DataFrame, seed: int) -> tuple[list[float], tuple[Any, ...]]:
+def _untracked(trials: pd.DataFrame) -> tuple[list[float], tuple[Any, ...]]:
     """The trials' configs trained again: fit and validation thresholds, nothing logged.
 
     Returns:
@@ -59,7 +59,7 @@ def _untracked(trials: pd.DataFrame, seed: int) -> tuple[list[float], tuple[Any,
         trial_cfg = OmegaConf.create(mlflow.artifacts.load_text(f"runs:/{run_id}/config.yaml"))
         key = OmegaConf.to_yaml(trial_cfg.data)
         if key not in datasets:
-            datasets[key] = load_dataset(trial_cfg.data, seed)
+            datasets[key] = load_dataset(trial_cfg.data, int(trial_cfg.seed))
         t0 = time.perf_counter()
         model, kind, history = fit(trial_cfg, datasets[key])
         bundle, _, split_scores = assess(model, kind, datasets[key], with_test=False)
@@ -105,7 +105,7 @@ def run(quick: bool, store: Path) -> Result:
             elif _params(trials) != _params(first["trials"]):  # same seed, same tuner: must be the same trials
                 raise RuntimeError(f"study {variant} round {r} sampled other trials than the first")
             times[variant].append(trials["metrics.trial_seconds"].tolist())
-        untracked, example = _untracked(first["trials"], 0)
+        untracked, example = _untracked(first["trials"])
         times["untracked"].append(untracked)
     best_of = {v: [min(per_round) for per_round in zip(*runs)] for v, runs in times.items()}
     base = sum(best_of["untracked"])

@@ -28,7 +28,10 @@ def _import_tensorflow_quietly() -> None:
         os.close(saved)
 
 
-if not os.environ.get("SIAMESE_FIGURES_WORKER"):  # the figure worker (siamese.figures) never needs it
+# Set in the environment of the figure worker (siamese.figures), which never needs TensorFlow.
+FIGURES_WORKER_ENV = "SIAMESE_FIGURES_WORKER"
+
+if not os.environ.get(FIGURES_WORKER_ENV):
     _import_tensorflow_quietly()
 register_resolvers()
 

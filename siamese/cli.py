@@ -11,6 +11,7 @@ import sys
 from typing import Any, Callable
 
 import hydra
+from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from siamese.errors import UserError
@@ -66,6 +67,13 @@ def rewrite_argv(argv: list[str], rename: dict[str, str] | None = None, flags: d
             arg = f"{key}=[{value}]"
         out.append(arg)
     return out
+
+
+def compose_config(config_name: str, overrides: list[str]) -> DictConfig:
+    """The config ``python -m siamese.<task> <overrides>`` runs with, for calling a task function
+    (``train(cfg)``, ``tune(cfg)``, …) directly: tests, benchmarks, notebooks."""
+    with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
+        return compose(config_name=config_name, overrides=overrides)
 
 
 def entry(task: Callable[[DictConfig], Any], config_name: str, **argv_rules: Any) -> Callable[[], None]:

@@ -26,11 +26,9 @@ from typing import Any
 import numpy as np
 from mlflow.tracking import MlflowClient
 
-from siamese import plots
+from siamese import FIGURES_WORKER_ENV, plots
 from siamese.errors import ConfigError
 
-# Set in the worker's environment: ``siamese/__init__`` then skips importing TensorFlow.
-WORKER_ENV = "SIAMESE_FIGURES_WORKER"
 MODES = ("background", "inline", "off")
 
 
@@ -98,7 +96,7 @@ class Figures:
         if self.proc is None:
             self.proc = subprocess.Popen(
                 [sys.executable, "-c", "from siamese.figures import serve; serve()", self.uri],
-                stdin=subprocess.PIPE, env={**os.environ, WORKER_ENV: "1"})
+                stdin=subprocess.PIPE, env={**os.environ, FIGURES_WORKER_ENV: "1"})
         try:
             pickle.dump(job, self.proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
             self.proc.stdin.flush()

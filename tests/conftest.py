@@ -11,11 +11,11 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from siamese.data import build_digits
-from siamese.paths import config_dir, project_root
+from siamese.cli import compose_config
+from siamese.paths import project_root
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -35,8 +35,7 @@ def tracking_overrides(store: Path) -> list[str]:
 def compose_cfg(store: Path, digits_cache: Path, *overrides: str, config: str = "train") -> DictConfig:
     """A config as the CLI composes it, writing to ``store`` and reading digits from ``digits_cache``."""
     base = [*tracking_overrides(store), f"++data.cache_dir={digits_cache}"]
-    with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
-        return compose(config_name=config, overrides=[*base, *overrides])
+    return compose_config(config, [*base, *overrides])
 
 
 @pytest.fixture

@@ -12,7 +12,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from siamese.errors import ConfigError
-from siamese.figures import WORKER_ENV, FigureJob, Figures, mode_of
+from siamese import FIGURES_WORKER_ENV
+from siamese.figures import FigureJob, Figures, mode_of
 from siamese.tune import tune
 
 
@@ -85,7 +86,7 @@ def test_inline_and_off_draw_now_or_never(store):
 def test_worker_does_not_import_tensorflow():
     code = "import sys, siamese.figures; print('tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**os.environ, WORKER_ENV: "1"})
+                         env={**os.environ, FIGURES_WORKER_ENV: "1"})
     assert out.stdout.strip() == "False"
 
 
