@@ -45,7 +45,7 @@ def case(spec: dict[str, Any]) -> dict[str, Any]:
     import keras
 
     from siamese.data import load_dataset
-    from siamese.train import fit
+    from siamese.engine import RunSpec, fit
 
     baseline = rss_bytes()
     cfg = compose_cfg("train", Path(spec["store"]), "data=csv", f"data.train={spec['train']}", f"data.test={spec['test']}",
@@ -64,7 +64,7 @@ def case(spec: dict[str, Any]) -> dict[str, Any]:
         def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
             times.append(time.perf_counter() - self.t)
 
-    fit(cfg, data, [EpochTimes()])
+    fit(RunSpec.of(cfg), data, [EpochTimes()])
     return {"load_s": load_s, "epoch_s": times, "baseline_rss": baseline, "after_load_rss": after_load,
             "peak_rss": peak_rss_bytes(), "train_rows": len(data.train), "val_rows": len(data.val)}
 

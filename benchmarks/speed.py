@@ -16,7 +16,7 @@ from benchmarks import question_script, synthetic
 from benchmarks.common import CACHE, Result, Table, Target, compose_cfg
 from siamese.data import load_dataset
 from siamese.model import scores
-from siamese.train import fit
+from siamese.engine import RunSpec, fit
 
 # Our variants: the question's model and loss throughout (experiment=question), with levers.
 VARIANTS: dict[str, list[str]] = {
@@ -83,7 +83,8 @@ def run(quick: bool, store: Path) -> Result:
                               f"seed={seed}", f"training.epochs={epochs}", "training.verbose=0", *overrides)
             data = load_dataset(cfg.data, seed)
             t0 = time.perf_counter()
-            model, kind, history = fit(cfg, data)
+            fitted = fit(RunSpec.of(cfg), data)
+            model, kind, history = fitted.model, fitted.kind, fitted.history
             took = time.perf_counter() - t0
             out = model.predict([data.val.left, data.val.right], verbose=0)
             rows.setdefault(name, []).append({"seconds": took, "epochs": len(history["loss"]),

@@ -25,8 +25,8 @@ from omegaconf import OmegaConf
 from benchmarks.common import CACHE, Result, Table, Target, compose_cfg
 from siamese.data import load_dataset
 from siamese.figures import FigureJob, Figures
-from siamese.tracking import children, find_study
-from siamese.train import assess, fit
+from siamese.engine import RunSpec, assess, fit
+from siamese.tracking import Tracker, children
 from siamese.tune import tune
 
 VARIANTS = {"background": "trial_figures=background", "inline": "trial_figures=inline", "off": "trial_figures=false"}
@@ -42,7 +42,7 @@ def _study(quick: bool, store: Path, name: str, *overrides: str) -> tuple[float,
     t0 = time.perf_counter()
     tune(cfg)
     wall = time.perf_counter() - t0
-    parent = find_study(cfg)
+    parent = Tracker(cfg.tracking).find_study(cfg.study)
     frame = children(parent.info.run_id)
     trials = frame[frame["tags.kind"] == "trial"].sort_values("tags.trial_id").reset_index(drop=True)
     return wall, parent, trials
@@ -61,10 +61,10 @@ def _untracked(trials: pd.DataFrame) -> tuple[list[float], tuple[Any, ...]]:
         if key not in datasets:
             datasets[key] = load_dataset(trial_cfg.data, int(trial_cfg.seed))
         t0 = time.perf_counter()
-        model, kind, history = fit(trial_cfg, datasets[key])
-        bundle, _, split_scores = assess(model, kind, datasets[key], with_test=False)
+        fitted = fit(RunSpec.of(trial_cfg), datasets[key])
+        result = assess(fitted, datasets[key], with_test=False)
         out.append(time.perf_counter() - t0)
-    return out, (history, {k: v[:2] for k, v in split_scores.items()}, bundle.threshold)
+    return out, (fitted.history, {k: (c.y, c.scores) for k, c in result.curves.items()}, result.bundle.threshold)
 
 
 def _figure_path_cost(store_uri: str, experiment: str, example: tuple[Any, ...], reps: int = 5) -> dict[str, float]:

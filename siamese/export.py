@@ -8,6 +8,8 @@ layers; the README shows the five lines of plain Keras that score pairs with the
 
 from __future__ import annotations
 
+from siamese import backend  # noqa: F401  (TensorFlow's start-up, quietly, before Keras loads)
+
 import json
 import os
 import shutil

@@ -6,7 +6,8 @@ saves (measured on digits: a 4.0 s fit took 4.6 s beside a thread drawing 0.5 s 
 Keras model trains on about one core (CPU time 1.1-1.2x wall), so a second process draws on the
 core training leaves idle. The worker imports matplotlib and MLflow, not TensorFlow.
 
-Lifecycle in the background: :func:`siamese.tracking.run` leaves a run whose figures are pending
+Lifecycle in the background: :meth:`siamese.tracking.Tracker.run` asks :class:`Figures` (a
+:class:`siamese.tracking.RunOwner`) whether it takes a run over; if so it leaves a run whose figures are pending
 RUNNING and hands it over; the worker logs the figures and ends the run FINISHED, or FAILED with a
 ``failure_reason``. :meth:`Figures.close` waits for the worker, and ends any run it left behind as
 FAILED (KILLED when the study itself stopped), so no run is marked finished without its figures.
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import pickle
 import subprocess
 import sys
@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from mlflow.tracking import MlflowClient
 
-from siamese import FIGURES_WORKER_ENV, plots
+from siamese import plots
 from siamese.errors import ConfigError
 
 MODES = ("background", "inline", "off")
@@ -96,7 +96,7 @@ class Figures:
         if self.proc is None:
             self.proc = subprocess.Popen(
                 [sys.executable, "-c", "from siamese.figures import serve; serve()", self.uri],
-                stdin=subprocess.PIPE, env={**os.environ, FIGURES_WORKER_ENV: "1"})
+                stdin=subprocess.PIPE)
         try:
             pickle.dump(job, self.proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
             self.proc.stdin.flush()

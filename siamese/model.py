@@ -85,14 +85,18 @@ def build_encoder(dim: int, cfg: Any) -> keras.Model:
     return keras.Model(inp, x, name="encoder")
 
 
-def build_model(dim: int, model_cfg: Any, loss_name: str) -> keras.Model:
+def build_model(dim: int, model_cfg: Any, kind: str) -> keras.Model:
     """Two inputs (``left``, ``right``) → shared encoder → comparison → head.
+
+    Args:
+        dim: width of one side's vectors.
+        model_cfg: the ``model`` config node.
+        kind: the output kind :func:`output_kind` decided for this model and loss.
 
     A distance head outputs the distance itself (for contrastive losses). A logit head puts a
     calibrating Dense layer on the pair features (for ``l1`` this is the question's accepted
     advice: |u−v| → Dense(1)); the learned head adds a hidden layer of ``head_width`` first.
     """
-    kind = output_kind(model_cfg, loss_name)
     left, right = keras.Input(shape=(dim,), name="left"), keras.Input(shape=(dim,), name="right")
     encoder = build_encoder(dim, model_cfg)
     feats = PairFeatures(model_cfg.distance, name="pair_features")([encoder(left), encoder(right)])
@@ -120,10 +124,11 @@ def build_model(dim: int, model_cfg: Any, loss_name: str) -> keras.Model:
 
 
 def compile_model(model: keras.Model, cfg: Any, kind: str) -> None:
-    """Attach optimizer, loss and the per-epoch accuracy from a full run config."""
+    """Attach optimizer, loss and the per-epoch accuracy from a full run config.
+
+    The config is checked first by :meth:`siamese.engine.RunSpec.of` (optimizer name, output kind).
+    """
     opt = cfg.optimizer
-    if opt.name not in OPTIMIZERS:
-        raise ConfigError(f"optimizer.name={opt.name!r} is not one of {list(OPTIMIZERS)}")
     kwargs = {"learning_rate": float(opt.learning_rate)}
     if opt.name == "adamw":
         kwargs["weight_decay"] = float(opt.weight_decay)

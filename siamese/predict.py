@@ -8,6 +8,8 @@ The output is written to ``<output>.partial`` and renamed at the end: a failure 
 
 from __future__ import annotations
 
+from siamese import backend  # noqa: F401  (TensorFlow's start-up, quietly, before Keras loads)
+
 import os
 import time
 from pathlib import Path

@@ -9,6 +9,8 @@ new version takes the alias ``champion`` only if it is at least as good, else ``
 
 from __future__ import annotations
 
+from siamese import backend  # noqa: F401  (TensorFlow's start-up, quietly, before Keras loads)
+
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -89,9 +91,9 @@ def _champion_value(client: MlflowClient, name: str, metric: str, test: PairSet)
     return version.version, value, ""
 
 
-def plan(cfg: DictConfig) -> tuple[Plan, ModelBundle, mlflow.entities.Run]:
+def plan(cfg: DictConfig, tracker: tracking.Tracker) -> tuple[Plan, ModelBundle, mlflow.entities.Run]:
     """Work out the promotion without changing anything."""
-    parent = tracking.find_study(cfg)
+    parent = tracker.find_study(cfg.study)
     tags = parent.data.tags
     objective = tags["objective"]
     row, uri = best_trial(parent)
@@ -134,7 +136,7 @@ def _describe(p: Plan) -> str:
     return "\n".join(lines)
 
 
-def register(p: Plan, bundle: ModelBundle, parent: mlflow.entities.Run, cfg: DictConfig) -> str:
+def register(p: Plan, bundle: ModelBundle, parent: mlflow.entities.Run, tracker: tracking.Tracker) -> str:
     """Log the pyfunc in a promotion run, register it, describe it, set the alias.
 
     A failure after the version exists deletes it, so the registry never holds a half-described
@@ -158,8 +160,8 @@ def register(p: Plan, bundle: ModelBundle, parent: mlflow.entities.Run, cfg: Dic
         f"test metrics computed at promotion on `{p.test_file}` (sha256 {p.test_sha256[:16]}…).", "",
         "| metric | value |", "|---|---|", *(f"| {k} | {v:.4f} |" for k, v in {**val_metrics, **p.test_metrics}.items()), "",
         f"Alias: {p.alias} ({p.reason}).", "", "Resolved config:", "```yaml", trial_config.rstrip(), "```"])
-    with tracking.run(cfg.tracking.experiment, cfg.tracking.artifact_root, f"promote-{p.study}",
-                      tags={"kind": "promotion", "study": p.study, "source_run_id": p.source_run_id}):
+    with tracker.run(f"promote-{p.study}",
+                     tags={"kind": "promotion", "study": p.study, "source_run_id": p.source_run_id}):
         mlflow.log_metrics(p.test_metrics)
         mlflow.log_text(trial_config, "config.yaml")
         info = log_pyfunc(bundle)
@@ -180,12 +182,13 @@ def promote(cfg: DictConfig) -> dict[str, Any]:
     Returns:
         The plan as a dict (with ``version`` set unless a dry run).
     """
-    p, bundle, parent = plan(cfg)
+    tracker = tracking.Tracker(cfg.tracking)
+    p, bundle, parent = plan(cfg, tracker)
     print(_describe(p))
     if cfg.promote.dry_run:
         print("dry run: nothing changed")
     else:
-        p.version = register(p, bundle, parent, cfg)
+        p.version = register(p, bundle, parent, tracker)
         print(f"registered {p.model_name} version {p.version} with alias {p.alias}")
     return asdict(p)
 

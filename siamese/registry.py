@@ -8,6 +8,8 @@ the project's ``.venv``); ``python -m siamese.export`` is for places without it.
 
 from __future__ import annotations
 
+from siamese import backend  # noqa: F401  (TensorFlow's start-up, quietly, before Keras loads)
+
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +79,7 @@ def load_bundle(uri: str, tracking_cfg: Any = None) -> ModelBundle:
         UserError: the model cannot be found or is not a siamese model.
     """
     if tracking_cfg is not None and uri.startswith(("models:/", "runs:/")):
-        tracking.configure(tracking_cfg)
+        tracking.Tracker(tracking_cfg)
     with tracking.scratch_dir() as tmp:
         try:
             local = Path(uri).expanduser()

@@ -1,6 +1,9 @@
-"""Leaderboard of a study from MLflow: top trials, baselines, and the objective by choice.
+"""A study's results: one ranking of its runs, the leaderboard, the study figures, and the CLI table.
 
     python -m siamese.report [data=…] [study=…] [report.top=10] [report.by=loss.name,model.distance]
+
+The same ranking serves the parent run's ``leaderboard.csv`` (written by ``siamese.tune``) and the
+terminal table here; the same short names serve the study's progress lines and this table.
 """
 
 from __future__ import annotations
@@ -10,42 +13,93 @@ from typing import Any
 import pandas as pd
 from omegaconf import DictConfig
 
+from siamese import plots
 from siamese.errors import UserError
-from siamese.tracking import children, find_study
+from siamese.tracking import Tracker, children
 
-SHORT = {"model.distance": "dist", "loss.name": "loss", "model.dropout": "drop", "model.depth": "depth",
-         "model.width": "width", "model.output_activation": "out", "optimizer.learning_rate": "lr"}
+# Short names of the keys a space usually holds; any other key is shown by its last component.
+SHORT = {"model.distance": "dist", "loss.name": "loss", "model.dropout": "drop", "optimizer.name": "opt",
+         "optimizer.learning_rate": "lr", "model.output_activation": "out", "training.batch_size": "bs",
+         "data.preprocess": "pre"}
+METRICS = ("val_auc", "val_accuracy", "val_f1", "val_ap")
 
 
-def _params(row: pd.Series) -> str:
-    parts = []
-    for key, name in SHORT.items():
-        value = row.get(f"params.{key}")
-        if isinstance(value, str) and value not in ("", "None"):
-            try:
-                value = f"{float(value):.3g}" if "." in value or "e" in value else value
-            except ValueError:
-                pass
-            parts.append(f"{name}={value}")
-    return " ".join(parts)
+def _number(value: Any) -> Any:
+    """A float, or a string spelling one with a point or exponent, as 3 significant digits."""
+    if isinstance(value, str) and ("." in value or "e" in value):
+        try:
+            value = float(value)
+        except ValueError:
+            return value
+    return f"{value:.3g}" if isinstance(value, float) else value
+
+
+def short(values: dict[str, Any], width: int = 60) -> str:
+    """``dist=l1 loss=bce drop=0.2 …``: a trial's values in ``width`` characters at most."""
+    text = " ".join(f"{SHORT.get(k, k.split('.')[-1])}={_number(v)}" for k, v in values.items()
+                    if v is not None and v not in ("", "None"))
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def trial_params(row: pd.Series) -> dict[str, Any]:
+    """A trial run's searched values by config key (its ``params.*`` but ``trial_id``)."""
+    return {c[len("params."):]: v for c, v in row.items()
+            if c.startswith("params.") and c != "params.trial_id" and isinstance(v, str)}
+
+
+def rank(frame: pd.DataFrame, objective: str, direction: str) -> pd.DataFrame:
+    """A study's child runs (trials and baselines) best first by ``objective`` on validation;
+    runs without it last."""
+    col = f"metrics.{objective}"
+    if frame.empty or col not in frame.columns:
+        return frame
+    return frame.sort_values(col, ascending=direction != "max", na_position="last", kind="stable").reset_index(drop=True)
+
+
+def leaderboard(frame: pd.DataFrame, objective: str, direction: str) -> pd.DataFrame:
+    """The ranked runs with name, kind, status, validation metrics and searched params (the CSV)."""
+    ranked = rank(frame, objective, direction)
+    if ranked.empty:
+        return ranked
+    cols = {"run_id": "run_id", "tags.mlflow.runName": "name", "tags.kind": "kind", "status": "status"}
+    board = ranked[[c for c in cols if c in ranked.columns]].rename(columns=cols)
+    for m in dict.fromkeys((*METRICS, objective)):
+        if f"metrics.{m}" in ranked.columns:
+            board[m] = ranked[f"metrics.{m}"]
+    for c in ranked.columns:
+        if c.startswith("params.") and c != "params.trial_id":
+            board[c[len("params."):]] = ranked[c]
+    return board
+
+
+def study_figures(frame: pd.DataFrame, objective: str) -> dict[str, Any]:
+    """``plots/objective_by_trial.png`` and ``plots/objective_vs_params.png`` of a study's trials
+    (none when no trial logged the objective)."""
+    trials = frame[frame["tags.kind"] == "trial"].sort_values("start_time")
+    col = f"metrics.{objective}"
+    if col not in trials.columns:
+        return {}
+    values = trials[col].to_numpy(dtype=float)
+    params = {c[len("params."):]: trials[c] for c in trials.columns if c.startswith("params.") and c != "params.trial_id"}
+    return {"plots/objective_by_trial.png": plots.objective_by_trial(values, objective),
+            "plots/objective_vs_params.png": plots.objective_vs_params(params, values, objective)}
 
 
 def table(frame: pd.DataFrame, objective: str, direction: str, top: int) -> pd.DataFrame:
-    """Top trials then baselines, with the columns the terminal table shows."""
-    ascending = direction != "max"
-    trials = frame[frame["tags.kind"] == "trial"]
-    ok = trials[trials["status"] == "FINISHED"].sort_values(f"metrics.{objective}", ascending=ascending).head(top)
-    base = frame[frame["tags.kind"] == "baseline"].sort_values(f"metrics.{objective}", ascending=ascending)
+    """Top finished trials then baselines, with the columns the terminal table shows."""
+    ranked = rank(frame, objective, direction)
+    trials = ranked[(ranked["tags.kind"] == "trial") & (ranked["status"] == "FINISHED")].head(top)
+    base = ranked[ranked["tags.kind"] == "baseline"]
     rows = []
-    for rank, (_, r) in enumerate(pd.concat([ok, base]).iterrows(), 1):
+    for rank_no, (_, r) in enumerate(pd.concat([trials, base]).iterrows(), 1):
         trial = r["tags.kind"] == "trial"
         rows.append({
-            "#": str(rank) if trial else "-",
+            "#": str(rank_no) if trial else "-",
             "run": r["tags.mlflow.runName"],
             objective: r.get(f"metrics.{objective}"),
             "val_acc": r.get("metrics.val_accuracy"),
             "val_auc": r.get("metrics.val_auc"),
-            "params": _params(r) if trial else "",
+            "params": short(trial_params(r), width=46) if trial else "",
             "run_id": r["run_id"][:8],
         })
     return pd.DataFrame(rows)
@@ -74,8 +128,12 @@ def render(board: pd.DataFrame, width: int = 100) -> str:
 
 
 def report(cfg: DictConfig) -> dict[str, Any]:
-    """Print the leaderboard of a study; return it (and the by-choice tables) as frames."""
-    parent = find_study(cfg)
+    """Print the leaderboard of a study; return it (and the by-choice tables) as frames.
+
+    Raises:
+        UserError: no such study, no trial runs yet, or a ``report.by`` key the trials lack.
+    """
+    parent = Tracker(cfg.tracking).find_study(cfg.study)
     tags = parent.data.tags
     objective, direction = tags.get("objective", "val_auc"), tags.get("direction", "max")
     frame = children(parent.info.run_id)

@@ -1,4 +1,9 @@
-"""MLflow: the store, runs with reproducibility tags, per-epoch curves, figures and artifacts."""
+"""MLflow: the store, runs with reproducibility tags, configs, artifacts and study lookups.
+
+One :class:`Tracker` is bound to a ``tracking`` config (store URI, experiment, artifact root) and
+every run, lookup and experiment of a task goes through it. Nothing here imports TensorFlow: the
+figure worker and ``siamese.report`` use this module without it.
+"""
 
 from __future__ import annotations
 
@@ -8,27 +13,38 @@ import logging
 import platform
 import subprocess
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from contextlib import contextmanager
+from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Protocol
 
-import pandas as pd
-
-import keras
 import mlflow
-from mlflow.entities import Metric
+import pandas as pd
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 from siamese.errors import TrackingError
-from siamese.figures import Figures
 from siamese.paths import project_root
 
 logging.getLogger("mlflow").setLevel(logging.WARNING)
 logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+class RunOwner(Protocol):
+    """Someone who ends a run after its block has completed (e.g. background figures).
+
+    :meth:`Tracker.run` asks ``takes_over(run_id)`` when the block completes; if so the run leaves
+    MLflow's run stack still RUNNING and ``hand_over(run_id)`` passes it on. A failed block calls
+    ``drop(run_id)`` and the run ends FAILED or KILLED here.
+    """
+
+    def takes_over(self, run_id: str) -> bool: ...
+
+    def hand_over(self, run_id: str) -> None: ...
+
+    def drop(self, run_id: str) -> None: ...
 
 
 def configure(cfg: Any) -> str:
@@ -56,21 +72,92 @@ def configure(cfg: Any) -> str:
     return uri
 
 
-def experiment_id(name: str, artifact_root: str | None) -> str:
-    """Get or create an experiment; a local store keeps artifacts under ``artifact_root``."""
-    client = MlflowClient()
-    try:
-        exp = client.get_experiment_by_name(name)
-        if exp is not None:
-            if exp.lifecycle_stage == "deleted":
-                client.restore_experiment(exp.experiment_id)
-            return exp.experiment_id
-        # A tracking server decides where artifacts go; a local store keeps them beside the db.
-        local = not mlflow.get_tracking_uri().startswith(("http://", "https://"))
-        location = Path(artifact_root).resolve().as_uri() if artifact_root and local else None
-        return client.create_experiment(name, artifact_location=location)
-    except mlflow.exceptions.MlflowException as exc:
-        raise TrackingError(f"tracking store {mlflow.get_tracking_uri()}: {exc.message.splitlines()[0]}") from None
+class Tracker:
+    """A task's MLflow side, bound once to its ``tracking`` config.
+
+    Args:
+        cfg: the ``tracking`` node: ``uri``, ``experiment``, ``artifact_root``, ``timeout_s``.
+        check: configure and check the store now (see :func:`configure`).
+    """
+
+    def __init__(self, cfg: Any, check: bool = True) -> None:
+        self.cfg = cfg
+        self.experiment = str(cfg.experiment)
+        self.artifact_root = cfg.get("artifact_root")
+        if check:
+            configure(cfg)
+
+    def experiment_id(self) -> str:
+        """Get or create the experiment; a local store keeps artifacts under ``artifact_root``.
+
+        Raises:
+            TrackingError: the store refuses.
+        """
+        client = MlflowClient()
+        try:
+            exp = client.get_experiment_by_name(self.experiment)
+            if exp is not None:
+                if exp.lifecycle_stage == "deleted":
+                    client.restore_experiment(exp.experiment_id)
+                return exp.experiment_id
+            # A tracking server decides where artifacts go; a local store keeps them beside the db.
+            local = not mlflow.get_tracking_uri().startswith(("http://", "https://"))
+            root = self.artifact_root
+            location = Path(root).resolve().as_uri() if root and local else None
+            return client.create_experiment(self.experiment, artifact_location=location)
+        except mlflow.exceptions.MlflowException as exc:
+            raise TrackingError(f"tracking store {mlflow.get_tracking_uri()}: {exc.message.splitlines()[0]}") from None
+
+    @contextmanager
+    def run(self, run_name: str | None = None, nested: bool = False, run_id: str | None = None,
+            tags: dict[str, str] | None = None, owner: RunOwner | None = None) -> Iterator[mlflow.ActiveRun]:
+        """An MLflow run that ends FINISHED only if the block completes; else FAILED (KILLED on a
+        stop) with a ``failure_reason`` tag. ``owner`` may take the run's end over (see :class:`RunOwner`).
+        """
+        exp_id = None if run_id else self.experiment_id()
+        active = mlflow.start_run(run_id=run_id, experiment_id=exp_id, run_name=run_name, nested=nested, tags=tags)
+        this = active.info.run_id
+        try:
+            yield active
+        except BaseException as exc:
+            if owner is not None:
+                owner.drop(this)
+            reason = f"{type(exc).__name__}: {exc}".strip()[:5000]
+            try:
+                mlflow.set_tag("failure_reason", reason)
+            finally:
+                mlflow.end_run("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+            raise
+        if owner is not None and owner.takes_over(this):
+            mlflow.end_run("RUNNING")  # leaves the fluent run stack; the status stays RUNNING
+            owner.hand_over(this)
+        else:
+            mlflow.end_run("FINISHED")
+
+    def create_run(self, run_name: str, tags: dict[str, str]) -> str:
+        """A run created without entering it (a study's parent, reopened with ``run(run_id=…)``)."""
+        return MlflowClient().create_run(self.experiment_id(), run_name=run_name, tags=tags).info.run_id
+
+    def find_study(self, study: str | None) -> mlflow.entities.Run:
+        """The study's parent run (the latest one when ``study`` is not given).
+
+        Raises:
+            TrackingError: no such experiment or study.
+        """
+        exp = mlflow.get_experiment_by_name(self.experiment)
+        if exp is None:
+            raise TrackingError(f"no experiment '{self.experiment}' in {self.cfg.uri}; run a study first (make tune)")
+        query = "tags.kind = 'study'" + (f" and tags.study = '{study}'" if study else "")
+        runs = mlflow.search_runs([exp.experiment_id], filter_string=query, order_by=["start_time DESC"],
+                                  output_format="list")
+        if not runs:
+            raise TrackingError(f"no study{f' named {study!r}' if study else ''} in experiment '{exp.name}'")
+        return runs[0]
+
+
+def children(parent_id: str) -> pd.DataFrame:
+    """A parent run's child runs (a study's trials and baselines) as a frame (params, metrics, tags)."""
+    return mlflow.search_runs(filter_string=f"tags.mlflow.parentRunId = '{parent_id}'", search_all_experiments=True)
 
 
 def flat_params(cfg: DictConfig) -> dict[str, str]:
@@ -100,18 +187,25 @@ def git_commit() -> tuple[str, bool]:
 
 
 def reproducibility_tags(seed: int, hashes: dict[str, str], files: dict[str, Path]) -> dict[str, str]:
-    """Tags that let a run be reproduced: commit, seed, data hashes, package versions."""
-    import tensorflow as tf
+    """Tags that let a run be reproduced: commit, seed, data hashes, package versions.
 
+    Versions come from package metadata, so this needs no TensorFlow import; the Keras backend
+    is the one the running process chose (``KERAS_BACKEND``, default tensorflow).
+    """
+    import os
+    import sys
+
+    keras = sys.modules.get("keras")
+    backend = keras.backend.backend() if keras is not None else os.environ.get("KERAS_BACKEND", "tensorflow")
     commit, dirty = git_commit()
     tags = {
         "git_commit": commit,
         "git_dirty": str(dirty).lower(),
         "seed": str(seed),
         "python_version": platform.python_version(),
-        "tensorflow_version": tf.__version__,
-        "keras_version": keras.__version__,
-        "keras_backend": keras.backend.backend(),
+        "tensorflow_version": metadata.version("tensorflow"),
+        "keras_version": metadata.version("keras"),
+        "keras_backend": backend,
         "mlflow_version": mlflow.__version__,
     }
     for split, digest in hashes.items():
@@ -125,98 +219,22 @@ def space_hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-@contextmanager
-def run(experiment: str, artifact_root: str | None, run_name: str | None = None, nested: bool = False,
-        run_id: str | None = None, tags: dict[str, str] | None = None,
-        figures: Figures | None = None) -> Iterator[mlflow.ActiveRun]:
-    """An MLflow run that ends FINISHED only if the block completes; else FAILED with the reason.
-
-    A run whose figures ``figures`` draws in the background is left RUNNING and handed over: the
-    figure worker ends it once they are logged (see :mod:`siamese.figures`).
-    """
-    exp_id = experiment_id(experiment, artifact_root)
-    active = mlflow.start_run(run_id=run_id, experiment_id=None if run_id else exp_id, run_name=run_name, nested=nested, tags=tags)
-    this = active.info.run_id
-    try:
-        yield active
-    except BaseException as exc:
-        if figures is not None:
-            figures.drop(this)
-        reason = f"{type(exc).__name__}: {exc}".strip()[:5000]
-        try:
-            mlflow.set_tag("failure_reason", reason)
-        finally:
-            mlflow.end_run("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
-        raise
-    if figures is not None and figures.takes_over(this):
-        mlflow.end_run("RUNNING")  # leaves the fluent run stack; the status stays RUNNING
-        figures.hand_over(this)
-    else:
-        mlflow.end_run("FINISHED")
-
-
 def log_figure(fig: Any, name: str) -> None:
-    """Log a matplotlib figure as a PNG artifact."""
+    """Log a matplotlib figure as a PNG artifact of the active run."""
     mlflow.log_figure(fig, name)
 
 
 def log_config(cfg: DictConfig) -> None:
-    """The resolved config as params and as ``config.yaml``."""
+    """The resolved config as params and as ``config.yaml`` of the active run."""
     mlflow.log_params(flat_params(cfg))
     mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
 
 
 def log_dir(folder: Path, artifact_path: str) -> None:
-    """Log a folder's files under ``artifact_path``."""
+    """Log a folder's files under ``artifact_path`` of the active run."""
     mlflow.log_artifacts(str(folder), artifact_path)
-
-
-class EpochLogger(keras.callbacks.Callback):
-    """Every epoch's metrics to the active MLflow run with ``step`` = epoch (from 0).
-
-    Buffered and written in one batch every ``every_s`` seconds and at the end: one store write per
-    epoch cost 0.2 s of a 25-epoch trial. ``flush`` is also called when training fails, so a
-    FAILED run keeps its curves up to the failure.
-    """
-
-    def __init__(self, every_s: float = 10.0) -> None:
-        super().__init__()
-        self.every_s, self.pending, self.last = every_s, [], time.monotonic()
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-        now = int(time.time() * 1000)
-        self.pending += [Metric(k, float(v), now, epoch) for k, v in (logs or {}).items()]
-        if time.monotonic() - self.last >= self.every_s:
-            self.flush()
-
-    def on_train_end(self, logs: dict[str, float] | None = None) -> None:
-        self.flush()
-
-    def flush(self) -> None:
-        """Write what is buffered to the active run."""
-        if self.pending and mlflow.active_run():
-            MlflowClient().log_batch(mlflow.active_run().info.run_id, metrics=self.pending)
-        self.pending, self.last = [], time.monotonic()
 
 
 def scratch_dir() -> tempfile.TemporaryDirectory:
     """A temporary folder for artifacts before they are logged."""
     return tempfile.TemporaryDirectory(prefix="siamese-")
-
-
-def find_study(cfg: DictConfig) -> mlflow.entities.Run:
-    """The study's parent run (the latest one when ``study`` is not given)."""
-    configure(cfg.tracking)
-    exp = mlflow.get_experiment_by_name(str(cfg.tracking.experiment))
-    if exp is None:
-        raise TrackingError(f"no experiment '{cfg.tracking.experiment}' in {cfg.tracking.uri}; run a study first (make tune)")
-    query = "tags.kind = 'study'" + (f" and tags.study = '{cfg.study}'" if cfg.study else "")
-    runs = mlflow.search_runs([exp.experiment_id], filter_string=query, order_by=["start_time DESC"], output_format="list")
-    if not runs:
-        raise TrackingError(f"no study{f' named {cfg.study!r}' if cfg.study else ''} in experiment '{exp.name}'")
-    return runs[0]
-
-
-def children(parent_id: str) -> pd.DataFrame:
-    """The study's trial and baseline runs as a frame (params, metrics, tags)."""
-    return mlflow.search_runs(filter_string=f"tags.mlflow.parentRunId = '{parent_id}'", search_all_experiments=True)

@@ -12,7 +12,6 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from siamese.errors import ConfigError
-from siamese import FIGURES_WORKER_ENV
 from siamese.figures import FigureJob, Figures, mode_of
 from siamese.tune import tune
 
@@ -84,9 +83,8 @@ def test_inline_and_off_draw_now_or_never(store):
 
 
 def test_worker_does_not_import_tensorflow():
-    code = "import sys, siamese.figures; print('tensorflow' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**os.environ, FIGURES_WORKER_ENV: "1"})
+    code = "import sys, siamese.figures, siamese.report; print('tensorflow' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
 

@@ -38,7 +38,7 @@ def test_every_valid_combination_trains_and_round_trips(tmp_path, distance, loss
     cfg = run_cfg(distance, loss, act)
     kind = output_kind(cfg.model, loss)
     left, right, y = random_pairs(256, 12)
-    model = build_model(12, cfg.model, loss)
+    model = build_model(12, cfg.model, kind)
     compile_model(model, cfg, kind)
     hist = model.fit([left, right], y, epochs=2, batch_size=64, verbose=0)
     assert np.all(np.isfinite(hist.history["loss"]))
@@ -69,7 +69,7 @@ def test_unknown_values_are_rejected(key, value):
 
 def test_question_encoder_shape():
     cfg = run_cfg("l2", "contrastive", "linear", depth=3, width=128, embedding_dim=None, batch_norm=False)
-    model = build_model(200, cfg.model, "contrastive")
+    model = build_model(200, cfg.model, "distance")
     encoder = model.get_layer("encoder")
     kinds = [type(layer).__name__ for layer in encoder.layers[1:]]
     assert kinds == ["Dense", "Dropout", "Dense", "Dropout", "Dense"]
@@ -84,7 +84,7 @@ def test_distance_score_is_negated_distance():
 def test_loads_in_safe_mode_without_siamese_imported_custom_objects(tmp_path):
     """The registered layers are what make safe-mode loading work: no custom_objects needed."""
     cfg = run_cfg("cosine", "contrastive", "linear")
-    model = build_model(6, cfg.model, "contrastive")
+    model = build_model(6, cfg.model, "distance")
     model.save(tmp_path / "m.keras")
     again = keras.models.load_model(tmp_path / "m.keras", safe_mode=True, compile=False)
     x = np.random.default_rng(0).normal(size=(4, 6)).astype(np.float32)
@@ -97,7 +97,7 @@ def test_residual_encoder_starts_from_the_inputs_geometry():
 
     left, right, y = random_pairs(64, 12)
     cfg = run_cfg("cosine", "contrastive", "linear", residual=True, dropout=0.3)
-    model = build_model(12, cfg.model, "contrastive")
+    model = build_model(12, cfg.model, "distance")
     distance = model.predict([left, right], verbose=0).ravel()
     np.testing.assert_allclose(1.0 - distance, cosine_scores(PairSet(left, right, y)), atol=1e-5)
     assert model.get_layer("encoder").output.shape[-1] == 12
@@ -106,6 +106,6 @@ def test_residual_encoder_starts_from_the_inputs_geometry():
 def test_distance_heads_start_monotone_in_distance():
     """An l1/l2 BCE head starts as logit = b − 4·mean(features): larger differences, lower logit."""
     for distance in ("l1", "l2"):
-        model = build_model(6, run_cfg(distance, "bce", "linear").model, "bce")
+        model = build_model(6, run_cfg(distance, "bce", "linear").model, "logit")
         kernel = np.asarray(model.get_layer("logit").kernel)
         np.testing.assert_allclose(kernel, -4.0 / kernel.shape[0])

@@ -16,7 +16,8 @@ from conftest import run_cli, tracking_overrides
 from siamese.bundle import ModelBundle
 from siamese.data import file_sha256, load_dataset
 from siamese.errors import ConfigError
-from siamese.train import Diverged, train
+from siamese.engine import Diverged
+from siamese.train import train
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "mrpc-minilm"
 
