@@ -1,0 +1,40 @@
+"""Pair tables: reading and validating the user's format, splits, preprocessing, embedded data.
+
+The format: feature columns (left vector then right vector, ``v0 … v{2d-1}`` by default) and a
+label column, 1 = same, 0 = different. CSV (optionally gzip) and Parquet read the same way.
+
+Modules (each imports only those above it; ``digits`` stands alone):
+
+- :mod:`siamese.data.pairs`: :class:`PairSet`, :class:`ColumnSpec`, :func:`column_spec`, ``CHUNK``.
+- :mod:`siamese.data.tables`: reading and validating tables: :func:`read_chunks`,
+  :func:`frame_to_pairs`, :func:`read_pairs`, the CSV and Parquet readers, :func:`file_sha256`.
+- :mod:`siamese.data.split`: :func:`split_validation`, :class:`Preprocessor`, ``PREPROCESSING``.
+- :mod:`siamese.data.digits`: :func:`build_digits`, the embedded digits pairs.
+- :mod:`siamese.data.dataset`: :class:`Dataset`, :func:`data_files`, :func:`load_dataset`.
+
+Everything public is importable from ``siamese.data`` itself.
+"""
+
+from siamese.data.dataset import Dataset, data_files, load_dataset
+from siamese.data.digits import build_digits
+from siamese.data.pairs import CHUNK, ColumnSpec, PairSet, column_spec
+from siamese.data.split import PREPROCESSING, Preprocessor, split_validation
+from siamese.data.tables import file_sha256, frame_to_pairs, read_chunks, read_pairs
+
+__all__ = [
+    "CHUNK",
+    "PREPROCESSING",
+    "ColumnSpec",
+    "Dataset",
+    "PairSet",
+    "Preprocessor",
+    "build_digits",
+    "column_spec",
+    "data_files",
+    "file_sha256",
+    "frame_to_pairs",
+    "load_dataset",
+    "read_chunks",
+    "read_pairs",
+    "split_validation",
+]

@@ -1,0 +1,75 @@
+"""The embedded digits data: same/different-digit pairs from scikit-learn's bundled digits.
+
+:func:`build_digits` writes train and test CSV files in the user's pair-table format, so the
+embedded data goes through the same reader as any other.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from siamese.paths import resolve
+
+
+def _write_atomic_csv(frame: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    frame.to_csv(tmp, index=False, float_format="%.6g")
+    os.replace(tmp, path)
+
+
+def _digit_pairs(images: np.ndarray, labels: np.ndarray, n_pairs: int, rng: np.random.Generator) -> pd.DataFrame:
+    """Balanced same/different-digit pairs drawn from one pool of images."""
+    by_class = {c: np.flatnonzero(labels == c) for c in np.unique(labels)}
+    classes = np.array(sorted(by_class))
+    n_same = n_pairs // 2
+    rows_l, rows_r = [], []
+    for _ in range(n_same):
+        c = rng.choice(classes)
+        a, b = rng.choice(by_class[c], size=2, replace=False)
+        rows_l.append(a)
+        rows_r.append(b)
+    for _ in range(n_pairs - n_same):
+        c1, c2 = rng.choice(classes, size=2, replace=False)
+        rows_l.append(rng.choice(by_class[c1]))
+        rows_r.append(rng.choice(by_class[c2]))
+    y = np.r_[np.ones(n_same), np.zeros(n_pairs - n_same)]
+    order = rng.permutation(n_pairs)
+    feats = np.hstack([images[rows_l], images[rows_r]])[order]
+    frame = pd.DataFrame(feats, columns=[f"v{i}" for i in range(feats.shape[1])])
+    frame["class"] = y[order]
+    return frame
+
+
+def build_digits(cache_dir: str | os.PathLike, seed: int = 0, n_train: int = 4000, n_test: int = 1000,
+                 test_images: float = 0.3) -> tuple[Path, Path]:
+    """Write same/different-digit pairs from scikit-learn's bundled digits, in the user's format.
+
+    Images are split into disjoint train and test pools first, so no image appears in both a
+    training and a test pair. Deterministic in ``seed``; reused from ``cache_dir`` when present.
+
+    Returns:
+        Paths of the train and test CSV files.
+    """
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    folder = resolve(cache_dir) / f"digits-s{seed}-{n_train}-{n_test}-{test_images}"
+    train_path, test_path = folder / "train.csv", folder / "test.csv"
+    if train_path.exists() and test_path.exists():
+        return train_path, test_path
+    folder.mkdir(parents=True, exist_ok=True)
+    digits = load_digits()
+    images = (digits.data / 16.0).astype(np.float32)
+    idx_train, idx_test = train_test_split(
+        np.arange(len(images)), test_size=test_images, random_state=seed, stratify=digits.target
+    )
+    rng = np.random.default_rng(seed)
+    _write_atomic_csv(_digit_pairs(images[idx_train], digits.target[idx_train], n_train, rng), train_path)
+    _write_atomic_csv(_digit_pairs(images[idx_test], digits.target[idx_test], n_test, rng), test_path)
+    (folder / "images.json").write_text(json.dumps({"train": sorted(map(int, idx_train)), "test": sorted(map(int, idx_test))}))
+    return train_path, test_path

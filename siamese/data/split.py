@@ -1,0 +1,121 @@
+"""The validation split and preprocessing: :func:`split_validation` and :class:`Preprocessor`.
+
+Both can work in place on a :class:`~siamese.data.pairs.PairSet` whose sides share one buffer,
+``CHUNK`` rows at a time, so the features are held once whatever the table's size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from siamese.data.pairs import CHUNK, PairSet
+from siamese.errors import DataError
+
+PREPROCESSING = ("none", "standardize", "l2")
+
+
+def _partition(arrays: list[np.ndarray], first: np.ndarray, rest: np.ndarray, chunk: int = CHUNK) -> None:
+    """Reorder rows in place: rows ``first`` (sorted) to the front, then rows ``rest``.
+
+    Only ``rest`` is copied aside; the front is compacted forward chunk by chunk, which is safe
+    because ``first[k] >= k`` for sorted indices.
+    """
+    for a in arrays:
+        aside = a[rest]
+        for start in range(0, len(first), chunk):
+            idx = first[start : start + chunk]
+            a[start : start + len(idx)] = a[idx]
+        a[len(first) :] = aside
+
+
+def split_validation(pairs: PairSet, fraction: float, shuffle: bool, seed: int,
+                     inplace: bool = False) -> tuple[PairSet, PairSet]:
+    """Hold out a validation set from the training pairs.
+
+    With ``shuffle`` the split is stratified and seeded; without it the last ``fraction`` of
+    rows is held out, as the question's script did. Each part keeps the file's row order.
+
+    Args:
+        inplace: reorder ``pairs`` (which must share one buffer) so both parts are views of it,
+            instead of copying them; ``pairs`` itself is then train rows followed by val rows.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise DataError(f"data.val_fraction must be in (0, 1), got {fraction}")
+    n = len(pairs)
+    n_val = int(round(n * fraction))
+    if n_val < 2 or n - n_val < 2:
+        raise DataError(f"{n} training pairs are too few to hold out a {fraction} validation split")
+    if not shuffle:
+        train_idx, val_idx = np.arange(n - n_val), np.arange(n - n_val, n)
+    else:
+        from sklearn.model_selection import train_test_split
+
+        train_idx, val_idx = (np.sort(i) for i in train_test_split(
+            np.arange(n), test_size=n_val, random_state=seed, stratify=pairs.y))
+    if not (inplace and pairs.buffer is not None):
+        return pairs.take(train_idx), pairs.take(val_idx)
+    if shuffle:
+        _partition([pairs.buffer, pairs.y], train_idx, val_idx)
+    n_train = n - n_val
+    return (PairSet.of(pairs.buffer[:n_train], pairs.y[:n_train]),
+            PairSet.of(pairs.buffer[n_train:], pairs.y[n_train:]))
+
+
+@dataclass
+class Preprocessor:
+    """A transform fit on the training split only and applied to both sides alike."""
+
+    kind: str = "none"
+    mean: np.ndarray | None = None
+    scale: np.ndarray | None = None
+
+    @classmethod
+    def fit(cls, kind: str, pairs: PairSet) -> "Preprocessor":
+        """Fit on training pairs; both sides share one transform so the model stays symmetric."""
+        if kind not in PREPROCESSING:
+            raise DataError(f"data.preprocess must be one of {list(PREPROCESSING)}, got '{kind}'")
+        if kind != "standardize":
+            return cls(kind)
+        # Two passes in chunks (mean, then squared deviations) in float64: no copy of the data.
+        sides = (pairs.left, pairs.right)
+        count = 2 * len(pairs)
+        mean = sum(a[s : s + CHUNK].sum(axis=0, dtype=np.float64) for a in sides for s in range(0, len(a), CHUNK)) / count
+        var = sum(np.square(a[s : s + CHUNK] - mean).sum(axis=0) for a in sides for s in range(0, len(a), CHUNK)) / count
+        std = np.sqrt(var)
+        return cls(kind, mean.astype(np.float32), np.where(std > 1e-8, std, 1.0).astype(np.float32))
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        """Apply to one side's vectors."""
+        if self.kind == "standardize":
+            return ((x - self.mean) / self.scale).astype(np.float32)
+        if self.kind == "l2":
+            norm = np.linalg.norm(x, axis=1, keepdims=True)
+            return (x / np.maximum(norm, 1e-12)).astype(np.float32)
+        return x
+
+    def apply(self, pairs: PairSet) -> PairSet:
+        """Apply to both sides of a pair set (a transformed copy)."""
+        return PairSet(self.transform(pairs.left), self.transform(pairs.right), pairs.y)
+
+    def apply_inplace(self, pairs: PairSet) -> PairSet:
+        """Apply to both sides in place, chunk by chunk (same values as :meth:`apply`)."""
+        if self.kind != "none":
+            for a in (pairs.left, pairs.right):
+                for s in range(0, len(a), CHUNK):
+                    a[s : s + CHUNK] = self.transform(a[s : s + CHUNK])
+        return pairs
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "mean": None if self.mean is None else self.mean.tolist(),
+            "scale": None if self.scale is None else self.scale.tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Preprocessor":
+        arr = lambda v: None if v is None else np.asarray(v, dtype=np.float32)  # noqa: E731
+        return cls(d["kind"], arr(d.get("mean")), arr(d.get("scale")))
