@@ -42,9 +42,12 @@ def short(values: dict[str, Any], width: int = 60) -> str:
 
 
 def trial_params(row: pd.Series) -> dict[str, Any]:
-    """A trial run's searched values by config key (its ``params.*`` but ``trial_id``)."""
-    return {c[len("params."):]: v for c, v in row.items()
-            if c.startswith("params.") and c != "params.trial_id" and isinstance(v, str)}
+    """A trial run's searched values by config key (its ``params.*`` but ``trial_id``), the keys
+    with short names first, in :data:`SHORT`'s order."""
+    values = {c[len("params."):]: v for c, v in row.items()
+              if c.startswith("params.") and c != "params.trial_id" and isinstance(v, str)}
+    order = list(SHORT)
+    return dict(sorted(values.items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order else len(order), kv[0])))
 
 
 def rank(frame: pd.DataFrame, objective: str, direction: str) -> pd.DataFrame:
