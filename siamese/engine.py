@@ -230,13 +230,15 @@ def train_and_record(spec: RunSpec, data: Dataset, with_test: bool, log_model: b
                      figures: Figures | None = None) -> Assessment:
     """Fit with per-epoch logging, assess, and record, in the active run.
 
-    Adds ``train_seconds`` (fit and assessment) and ``epochs_run`` to the metrics.
+    Adds ``train_seconds`` (fit and assessment), ``epochs_run`` and the data's overlap counts
+    (``test_pairs_seen_in_train``, ``val_pairs_seen_in_train``) to the metrics.
     """
     t0 = time.perf_counter()
     fitted = fit(spec, data, [EpochLogger()])
     result = assess(fitted, data, with_test=with_test)
     result.metrics["train_seconds"] = time.perf_counter() - t0
     result.metrics["epochs_run"] = float(len(fitted.history.get("loss", [])))
+    result.metrics.update(data.overlap)
     record(result, fitted.history, log_model, figures)
     return result
 
@@ -245,7 +247,14 @@ def prepare(cfg: DictConfig) -> tuple[RunSpec, tracking.Tracker, Dataset]:
     """Everything that must pass before a run is opened: the config, the tracking store, the data."""
     spec = RunSpec.of(cfg)
     tracker = tracking.Tracker(cfg.tracking)
-    return spec, tracker, load_dataset(cfg.data, spec.seed)
+    data = load_dataset(cfg.data, spec.seed)
+    for line in data.notes:
+        print(line, flush=True)
+    seen = int(data.overlap.get("test_pairs_seen_in_train", 0))
+    if seen:
+        print(f"warning: {seen} of {len(data.test)} test pairs have a side identical to a vector of the training "
+              "data (metric test_pairs_seen_in_train): test figures may flatter the model", flush=True)
+    return spec, tracker, data
 
 
 def describe(metrics: dict[str, Any]) -> str:
