@@ -15,7 +15,9 @@ from siamese.tune import tune
 @pytest.fixture
 def study_cfg(make_cfg, tmp_path):
     def _make(*overrides: str):
-        return make_cfg(f"study_dir={tmp_path}/study", "study=t", "tuner.max_trials=3", *overrides, config="tune")
+        # Seed confirmation has its own tests (test_confirm.py); here the search alone.
+        return make_cfg(f"study_dir={tmp_path}/study", "study=t", "tuner.max_trials=3", "confirm.top_k=0", *overrides,
+                        config="tune")
     return _make
 
 
