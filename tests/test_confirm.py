@@ -6,20 +6,12 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from mlflow.tracking import MlflowClient
 
 from siamese.bundle import ModelBundle
 from siamese.data import load_dataset
 from siamese.tune import tune
 
-
-def study_runs(store):
-    client = MlflowClient(f"sqlite:///{store}/mlflow.db")
-    runs = client.search_runs([client.get_experiment_by_name("digits").experiment_id])
-    by_kind = {}
-    for run in runs:
-        by_kind.setdefault(run.data.tags.get("kind"), []).append(run)
-    return client, by_kind
+from conftest import study_runs
 
 
 @pytest.fixture

@@ -11,6 +11,8 @@ from siamese.errors import ConfigError
 from siamese.search import parse_space
 from siamese.tune import tune
 
+from conftest import study_runs
+
 
 @pytest.fixture
 def study_cfg(make_cfg, tmp_path):
@@ -19,15 +21,6 @@ def study_cfg(make_cfg, tmp_path):
         return make_cfg(f"study_dir={tmp_path}/study", "study=t", "tuner.max_trials=3", "confirm.top_k=0", *overrides,
                         config="tune")
     return _make
-
-
-def study_runs(store: Path):
-    client = MlflowClient(f"sqlite:///{store}/mlflow.db")
-    runs = client.search_runs([client.get_experiment_by_name("digits").experiment_id])
-    by_kind = {}
-    for run in runs:
-        by_kind.setdefault(run.data.tags.get("kind"), []).append(run)
-    return client, by_kind
 
 
 @pytest.mark.parametrize("tuner", ["random", "bayesian", "hyperband", "grid"])
