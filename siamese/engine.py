@@ -32,7 +32,7 @@ from siamese.errors import ConfigError
 from siamese.figures import FigureJob, Figures
 from siamese.losses import fixed_rule
 from siamese.metrics import auc, choose_thresholds
-from siamese.model import OPTIMIZERS, build_model, compile_model, output_kind, outputs, scores
+from siamese.model import OPTIMIZERS, SCHEDULES, build_model, compile_model, output_kind, outputs, schedule_callbacks, scores
 
 MONITORS = {"val_loss": "min", "val_acc": "max", "val_auc_epoch": "max", "loss": "min"}
 
@@ -72,6 +72,11 @@ class RunSpec:
             raise ConfigError(f"training.early_stopping.monitor={stop.monitor!r} is not one of {list(MONITORS)}")
         if cfg.training.feed not in feed.FEEDS:
             raise ConfigError(f"training.feed={cfg.training.feed!r} is not one of {list(feed.FEEDS)}")
+        if cfg.optimizer.get("schedule", "constant") not in SCHEDULES:
+            raise ConfigError(f"optimizer.schedule={cfg.optimizer.schedule!r} is not one of {list(SCHEDULES)}")
+        smoothing = float(cfg.loss.get("label_smoothing") or 0.0)
+        if not 0.0 <= smoothing < 1.0 or (smoothing and cfg.loss.name != "bce"):
+            raise ConfigError(f"loss.label_smoothing={smoothing} must be in [0, 1), and applies to loss=bce only")
         return cls(cfg, kind, int(cfg.seed))
 
 
@@ -177,6 +182,7 @@ def fit(spec: RunSpec, data: Dataset, callbacks: list[keras.callbacks.Callback] 
         run_callbacks.append(keras.callbacks.EarlyStopping(
             monitor=stop.monitor, mode=MONITORS[stop.monitor], patience=int(stop.patience),
             restore_best_weights=bool(stop.restore_best)))
+    run_callbacks += schedule_callbacks(cfg)  # after EpochValidation, which writes val_loss
     try:
         history = model.fit(**inputs, epochs=int(cfg.training.epochs), verbose=int(cfg.training.verbose),
                             callbacks=run_callbacks + list(callbacks or []))
