@@ -32,7 +32,7 @@ from siamese.errors import ConfigError
 from siamese.figures import FigureJob, Figures
 from siamese.losses import fixed_rule
 from siamese.metrics import auc, choose_thresholds
-from siamese.model import OPTIMIZERS, build_model, compile_model, output_kind, outputs, scores
+from siamese.model import OPTIMIZERS, SCHEDULES, build_model, compile_model, output_kind, outputs, schedule_callbacks, scores
 
 MONITORS = {"val_loss": "min", "val_acc": "max", "val_auc_epoch": "max", "loss": "min"}
 
@@ -72,6 +72,11 @@ class RunSpec:
             raise ConfigError(f"training.early_stopping.monitor={stop.monitor!r} is not one of {list(MONITORS)}")
         if cfg.training.feed not in feed.FEEDS:
             raise ConfigError(f"training.feed={cfg.training.feed!r} is not one of {list(feed.FEEDS)}")
+        if cfg.optimizer.get("schedule", "constant") not in SCHEDULES:
+            raise ConfigError(f"optimizer.schedule={cfg.optimizer.schedule!r} is not one of {list(SCHEDULES)}")
+        smoothing = float(cfg.loss.get("label_smoothing") or 0.0)
+        if not 0.0 <= smoothing < 1.0 or (smoothing and cfg.loss.name != "bce"):
+            raise ConfigError(f"loss.label_smoothing={smoothing} must be in [0, 1), and applies to loss=bce only")
         return cls(cfg, kind, int(cfg.seed))
 
 
@@ -177,6 +182,7 @@ def fit(spec: RunSpec, data: Dataset, callbacks: list[keras.callbacks.Callback] 
         run_callbacks.append(keras.callbacks.EarlyStopping(
             monitor=stop.monitor, mode=MONITORS[stop.monitor], patience=int(stop.patience),
             restore_best_weights=bool(stop.restore_best)))
+    run_callbacks += schedule_callbacks(cfg)  # after EpochValidation, which writes val_loss
     try:
         history = model.fit(**inputs, epochs=int(cfg.training.epochs), verbose=int(cfg.training.verbose),
                             callbacks=run_callbacks + list(callbacks or []))
@@ -230,13 +236,15 @@ def train_and_record(spec: RunSpec, data: Dataset, with_test: bool, log_model: b
                      figures: Figures | None = None) -> Assessment:
     """Fit with per-epoch logging, assess, and record, in the active run.
 
-    Adds ``train_seconds`` (fit and assessment) and ``epochs_run`` to the metrics.
+    Adds ``train_seconds`` (fit and assessment), ``epochs_run`` and the data's overlap counts
+    (``test_pairs_seen_in_train``, ``val_pairs_seen_in_train``) to the metrics.
     """
     t0 = time.perf_counter()
     fitted = fit(spec, data, [EpochLogger()])
     result = assess(fitted, data, with_test=with_test)
     result.metrics["train_seconds"] = time.perf_counter() - t0
     result.metrics["epochs_run"] = float(len(fitted.history.get("loss", [])))
+    result.metrics.update(data.overlap)
     record(result, fitted.history, log_model, figures)
     return result
 
@@ -245,7 +253,14 @@ def prepare(cfg: DictConfig) -> tuple[RunSpec, tracking.Tracker, Dataset]:
     """Everything that must pass before a run is opened: the config, the tracking store, the data."""
     spec = RunSpec.of(cfg)
     tracker = tracking.Tracker(cfg.tracking)
-    return spec, tracker, load_dataset(cfg.data, spec.seed)
+    data = load_dataset(cfg.data, spec.seed)
+    for line in data.notes:
+        print(line, flush=True)
+    seen = int(data.overlap.get("test_pairs_seen_in_train", 0))
+    if seen:
+        print(f"warning: {seen} of {len(data.test)} test pairs have a side identical to a vector of the training "
+              "data (metric test_pairs_seen_in_train): test figures may flatter the model", flush=True)
+    return spec, tracker, data
 
 
 def describe(metrics: dict[str, Any]) -> str:

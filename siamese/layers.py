@@ -24,12 +24,18 @@ class L2Normalize(layers.Layer):
 class PairFeatures(layers.Layer):
     """Symmetric features of two embeddings: f(u, v) == f(v, u).
 
-    ``l1``: |u−v|; ``l2``: (u−v)²; ``cosine``: cos(u, v) (one feature); ``learned``: [|u−v|, u⊙v].
+    ``l1``: |u−v|; ``l2``: (u−v)²; ``cosine``: cos(u, v) (one feature); ``learned``: the
+    ``features`` side by side, from ``sum`` (u+v), ``absdiff`` (|u−v|) and ``product`` (u⊙v);
+    by default [|u−v|, u⊙v].
     """
 
-    def __init__(self, mode: str = "l2", **kwargs: Any) -> None:
+    PARTS = {"sum": lambda u, v: u + v, "absdiff": lambda u, v: ops.abs(u - v), "product": lambda u, v: u * v}
+
+    def __init__(self, mode: str = "l2", features: tuple[str, ...] | list[str] = ("absdiff", "product"),
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.mode = mode
+        self.features = tuple(features)
 
     def call(self, inputs: Any) -> Any:
         u, v = inputs
@@ -40,10 +46,10 @@ class PairFeatures(layers.Layer):
         if self.mode == "cosine":
             norm = L2Normalize()
             return ops.sum(norm(u) * norm(v), axis=-1, keepdims=True)
-        return ops.concatenate([ops.abs(u - v), u * v], axis=-1)
+        return ops.concatenate([self.PARTS[f](u, v) for f in self.features], axis=-1)
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "mode": self.mode}
+        return {**super().get_config(), "mode": self.mode, "features": list(self.features)}
 
 
 @keras.saving.register_keras_serializable(package="siamese")

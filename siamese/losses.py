@@ -64,14 +64,15 @@ def build_loss(cfg: Any, output_activation: str) -> keras.losses.Loss:
     """The loss a ``loss`` config names.
 
     Args:
-        cfg: the ``loss`` config node (``name``, ``margin``).
+        cfg: the ``loss`` config node (``name``, ``margin``, ``label_smoothing`` for BCE).
         output_activation: ``linear`` (BCE from logits) or ``sigmoid`` (BCE on probabilities).
     """
     if cfg.name == "contrastive":
         return ContrastiveLoss(cfg.margin)
     if cfg.name == "online_contrastive":
         return OnlineContrastiveLoss(cfg.margin)
-    return keras.losses.BinaryCrossentropy(from_logits=output_activation == "linear", name="bce")
+    return keras.losses.BinaryCrossentropy(from_logits=output_activation == "linear", name="bce",
+                                           label_smoothing=float(cfg.get("label_smoothing") or 0.0))
 
 
 def fixed_rule(out: Any, kind: str, threshold: float = 0.5) -> Any:

@@ -2,9 +2,12 @@
 
     python -m siamese.promote [data=…] [study=…] [--dry-run | promote.force=true]
 
-The best run is chosen by the study's objective on validation. Its test metric is computed here,
-on the data config's test file, and compared with the current champion's on the same file: the
-new version takes the alias ``champion`` only if it is at least as good, else ``challenger``.
+The best run is chosen by the study's objective on validation (a confirmed study's winner: the
+best seed of the configuration with the best mean over fresh seeds). Its margin over the study's
+best baseline on validation is stated; a model that does not beat that baseline never takes
+``champion`` (it takes ``challenger``, with the reason) unless ``promote.force=true``. Its test
+metric is computed here, on the data config's test file, and compared with the current champion's
+on the same file: the new version takes ``champion`` only if it is at least as good.
 """
 
 from __future__ import annotations
@@ -46,12 +49,17 @@ class Plan:
     test_file: str = ""
     test_sha256: str = ""
     notes: list[str] = field(default_factory=list)
+    baseline: str | None = None           # the study's best baseline on validation
+    baseline_value: float | None = None
+    margin: float | None = None           # winner − best baseline on validation (signed: > 0 beats it)
+    winner_basis: str = "search"          # "confirmed mean of n seeds" when the study confirmed its winner
 
 
 def best_trial(parent: mlflow.entities.Run) -> tuple[dict[str, Any], str]:
     """The study's best finished trial by its validation objective, and where its model is.
 
-    Ties go to the trial the study itself kept as best (the parent's ``best_trial_run_id``).
+    Ties go to the trial the study itself kept as best (the parent's ``best_trial_run_id``). A study
+    that confirmed its winner with fresh seeds gives that winner's kept seed (the parent's model).
 
     Returns:
         The trial's row (run id, metrics, params) and the model's artifact URI.
@@ -62,6 +70,10 @@ def best_trial(parent: mlflow.entities.Run) -> tuple[dict[str, Any], str]:
     col = f"metrics.{objective}"
     if frame.empty or col not in frame.columns:
         raise TrackingError(f"study '{tags.get('study')}' has no finished trials with {objective}")
+    kept = frame[(frame["run_id"] == tags.get("best_run_id")) & (frame["status"] == "FINISHED")]
+    if tags.get("best_model_source") == "confirm" and len(kept):
+        # The confirmed winner's best seed: its model is the one the parent holds.
+        return kept.iloc[0].to_dict(), f"runs:/{parent.info.run_id}/model"
     trials = frame[(frame["tags.kind"] == "trial") & (frame["status"] == "FINISHED") & frame[col].notna()].copy()
     if trials.empty:
         raise TrackingError(f"study '{tags.get('study')}' has no finished trials with {objective}")
@@ -76,6 +88,25 @@ def best_trial(parent: mlflow.entities.Run) -> tuple[dict[str, Any], str]:
         return row, f"runs:/{parent.info.run_id}/model"
     raise TrackingError(f"the best trial {run_id} has no saved model (the study's kept model is another "
                         "trial's); rerun the study with log_trial_models=true")
+
+
+def baseline_margin(parent: mlflow.entities.Run, val_value: float) -> tuple[str | None, float | None, float | None]:
+    """The study's best finished baseline on validation and the winner's margin over it.
+
+    Returns:
+        The baseline's name, its objective value and ``sign · (val_value − it)`` (> 0: beaten);
+        all None when the study ran no baselines.
+    """
+    tags = parent.data.tags
+    col, sign = f"metrics.{tags['objective']}", 1.0 if tags.get("direction", "max") == "max" else -1.0
+    frame = tracking.children(parent.info.run_id)
+    if frame.empty or col not in frame.columns:
+        return None, None, None
+    base = frame[(frame["tags.kind"] == "baseline") & (frame["status"] == "FINISHED") & frame[col].notna()]
+    if base.empty:
+        return None, None, None
+    best = base.loc[(sign * base[col]).idxmax()]
+    return str(best.get("tags.baseline", best["tags.mlflow.runName"])), float(best[col]), sign * (val_value - float(best[col]))
 
 
 def _champion_value(client: MlflowClient, name: str, metric: str, test: PairSet) -> tuple[str | None, float | None, str]:
@@ -109,7 +140,17 @@ def plan(cfg: DictConfig, tracker: tracking.Tracker) -> tuple[Plan, ModelBundle,
     name = str(cfg.promote.model_name)
     version, champ, why = _champion_value(MlflowClient(), name, metric, test)
     new = test_metrics[metric]
-    if champ is None:
+    confirmed = parent.data.metrics.get(f"confirm_{objective}_mean")
+    val_value = float(row[f"metrics.{objective}"])
+    by_mean = tags.get("best_model_source") == "confirm" and confirmed is not None
+    winner = float(confirmed) if by_mean else val_value
+    basis = f"confirmed mean of {int(parent.data.metrics.get('confirm_seeds', 0))} seeds" if by_mean else "the best trial's"
+    base_name, base_value, margin = baseline_margin(parent, winner)
+    if margin is not None and margin <= 0:
+        lost = (f"{objective} {winner:.4f} ({basis}) does not beat the best baseline {base_name}'s {base_value:.4f} "
+                f"on validation (margin {margin:+.4f})")
+        alias, reason = (CHAMPION, f"forced: {lost}") if cfg.promote.force else (CHALLENGER, lost)
+    elif champ is None:
         alias, reason = CHAMPION, why
     elif new >= champ:
         alias, reason = CHAMPION, f"{metric} {new:.4f} ≥ {CHAMPION} v{version}'s {champ:.4f} on the same test file"
@@ -121,15 +162,20 @@ def plan(cfg: DictConfig, tracker: tracking.Tracker) -> tuple[Plan, ModelBundle,
     notes = []
     if tags.get("data_test_sha256") and tags["data_test_sha256"] != digest:
         notes.append(f"the study recorded another test file ({tags.get('data_test_file')}); scored {test_path}")
-    p = Plan(name, tags.get("study", ""), row["run_id"], objective, float(row[f"metrics.{objective}"]), metric,
-             test_metrics, version, champ, alias, reason, test_file=str(test_path), test_sha256=digest, notes=notes)
+    if margin is None:
+        notes.append("the study ran no baselines: no margin over a baseline to check")
+    p = Plan(name, tags.get("study", ""), row["run_id"], objective, val_value, metric, test_metrics, version, champ,
+             alias, reason, test_file=str(test_path), test_sha256=digest, notes=notes, baseline=base_name,
+             baseline_value=base_value, margin=margin, winner_basis=basis)
     return p, bundle, parent
 
 
 def _describe(p: Plan) -> str:
     champ = "none" if p.champion_version is None else (
         f"v{p.champion_version} ({p.metric}={p.champion_value:.4f})" if p.champion_value is not None else f"v{p.champion_version}")
-    lines = [f"study {p.study}: best trial run {p.source_run_id} ({p.objective}={p.val_value:.4f}, chosen on validation)",
+    lines = [f"study {p.study}: best run {p.source_run_id} ({p.objective}={p.val_value:.4f}, chosen on validation)",
+             *([f"margin over the best baseline ({p.baseline}, {p.objective}={p.baseline_value:.4f}) on validation: "
+                f"{p.margin:+.4f} ({p.winner_basis})"] if p.margin is not None else []),
              f"test file {p.test_file}: " + " ".join(f"{k}={v:.4f}" for k, v in p.test_metrics.items()),
              f"current {CHAMPION}: {champ}",
              f"→ {p.model_name}: alias {p.alias} ({p.reason})", *(f"note: {n}" for n in p.notes)]
@@ -153,7 +199,9 @@ def register(p: Plan, bundle: ModelBundle, parent: mlflow.entities.Run, tracker:
     tags = {"source_run_id": p.source_run_id, "study": p.study, "study_run_id": parent.info.run_id,
             "objective": p.objective, "promotion": f"{p.alias}: {p.reason}", "test_file": p.test_file,
             "data_test_sha256": p.test_sha256, "data_train_sha256": ptags.get("data_train_sha256", ""),
-            "git_commit": ptags.get("git_commit", ""), "seed": source.data.tags.get("seed", ptags.get("seed", "")),
+            "git_commit": ptags.get("git_commit", ""), "seed": source.data.tags.get("confirm_seed", source.data.tags.get("seed", ptags.get("seed", ""))),
+            **({"best_baseline": p.baseline, "margin_over_best_baseline": f"{p.margin:.6f}",
+                "beats_best_baseline": str(p.margin > 0).lower()} if p.margin is not None else {}),
             **{k: f"{v:.6f}" for k, v in {**val_metrics, **p.test_metrics}.items()}}
     description = "\n".join([
         f"Best trial of study `{p.study}` (run `{p.source_run_id}`), chosen by {p.objective} on validation; "

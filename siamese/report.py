@@ -151,6 +151,10 @@ def report(cfg: DictConfig) -> dict[str, Any]:
         print(f"best trial {tags.get('best_trial_id')}: test_accuracy={m['test_accuracy']:.4f} "
               f"test_auc={m['test_auc']:.4f} (thresholds from validation)")
         print(f"beats the best baseline on validation: {tags.get('beats_best_baseline')}")
+    if f"confirm_{objective}_mean" in m:
+        print(f"confirmed winner: trial {tags.get('confirm_winner_trial_id')}, {objective} "
+              f"{m[f'confirm_{objective}_mean']:.4f} ± {m[f'confirm_{objective}_sd']:.4f} over "
+              f"{int(m.get('confirm_seeds', 0))} fresh seeds")
     print(render(board))
     groups = {}
     if cfg.report.by:

@@ -20,7 +20,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 from sklearn.exceptions import ConvergenceWarning
 
-from siamese import baselines, engine, report, tracking
+from siamese import baselines, confirm, engine, report, tracking
 from siamese.data import Dataset
 from siamese.figures import Figures, mode_of
 from siamese.search import parse_space
@@ -31,16 +31,27 @@ from siamese.study import Study, StudySettings, StudyTuner, make_oracle, open_pa
 warnings.filterwarnings("ignore", category=ConvergenceWarning)
 
 
-def run_baselines(tracker: tracking.Tracker, study: str, data: Dataset, done: set[str]) -> dict[str, dict[str, float]]:
-    """Each baseline as its own nested run of the active parent, unless this study already has it."""
+def run_baselines(tracker: tracking.Tracker, study: StudySettings, data: Dataset, done: set[str],
+                  logistic: baselines.LogisticSettings) -> dict[str, dict[str, float]]:
+    """Each baseline as its own nested run of the active parent, unless this study already has it.
+
+    The logistic regression's ``C`` is chosen on validation by the study's objective (param ``C``).
+    """
     out = {}
-    for name, make in baselines.BASELINES.items():
+    for name, make in baselines.study_baselines(logistic, study.objective, study.direction).items():
         if name in done:
             continue
-        with tracker.run(f"baseline-{name}", nested=True, tags={"kind": "baseline", "baseline": name, "study": study}):
-            metrics = baselines.score_baseline(make(data), data)
+        with tracker.run(f"baseline-{name}", nested=True, tags={"kind": "baseline", "baseline": name, "study": study.name}):
+            scorer, params = make(data)
+            metrics = {**baselines.score_baseline(scorer, data), **data.overlap}
+            mlflow.log_params({k: v for k, v in params.items() if k != "by_C"})
+            if "by_C" in params:
+                mlflow.log_dict({str(c): v for c, v in params["by_C"].items()}, f"{study.objective}_by_C.json")
             mlflow.log_metrics(metrics)
             out[name] = metrics
+            chosen = f" (C={params['C']:.3g}, chosen on validation)" if "C" in params else ""
+            print(f"baseline {name}{chosen}: {study.objective}={metrics.get(study.objective, float('nan')):.4f} "
+                  f"test_accuracy={metrics['test_accuracy']:.4f}", flush=True)
     return out
 
 
@@ -62,9 +73,12 @@ def finish(study: Study, tuner: StudyTuner, lost_figures: list[str]) -> dict[str
         reasons = "; ".join((t.message or "").strip().splitlines()[-1][:200] for t in failed[:3])
         raise RuntimeError(f"every trial of study '{s.name}' failed ({len(failed)}): {reasons}")
     best_trial = tuner.oracle.get_best_trials(1)[0]
+    confirmed = confirm.confirm(study, tuner, confirm.ConfirmSettings.of(study.cfg))
+    if confirmed is not None:  # the winner by mean over fresh seeds; its best seed's model is kept
+        best_trial = confirmed.winner.trial
     values, best_cfg = study.trial_values(best_trial)
     data = study.data_for(best_cfg)
-    bundle, source = study.kept_model(best_trial.trial_id), "restored"
+    bundle, source = (confirmed.bundle, "confirm") if confirmed else (study.kept_model(best_trial.trial_id), "restored")
     if bundle is None:  # the kept model is missing (e.g. deleted): retrain the best trial's config
         fitted = engine.fit(engine.RunSpec.of(best_cfg), data)
         source = "retrained"
@@ -74,26 +88,31 @@ def finish(study: Study, tuner: StudyTuner, lost_figures: list[str]) -> dict[str
     result = engine.assess(fitted, data, with_test=True)
     frame = tracking.children(study.parent_id)
     run_ids = frame[(frame["tags.kind"] == "trial") & (frame["tags.trial_id"] == best_trial.trial_id)]["run_id"]
-    base = frame[frame["tags.kind"] == "baseline"]
+    base = frame[(frame["tags.kind"] == "baseline") & (frame["status"] == "FINISHED")]
     obj, metrics = s.objective, result.metrics
     best_base = base[f"metrics.{obj}"].max() if s.sign > 0 else base[f"metrics.{obj}"].min()
-    margin = s.sign * (metrics[obj] - best_base) if len(base) else float("nan")
+    # With confirmation the winner's value is its mean over fresh seeds: one seed's luck beats nothing.
+    value = confirmed.winner.mean(obj) if confirmed else metrics[obj]
+    margin = s.sign * (value - best_base) if len(base) else float("nan")
     mlflow.set_tags({"best_trial_id": best_trial.trial_id, "best_trial_run_id": run_ids.iloc[0] if len(run_ids) else "",
                      "best_model_source": source, "beats_best_baseline": str(bool(margin > 0)).lower(),
+                     **(confirm.tags(confirmed) if confirmed else {}),
                      **{f"best.{k}": str(v) for k, v in values.items()}})
     mlflow.log_text(json.dumps(values, indent=1, default=str), "best_params.json")
     with tracking.scratch_dir() as tmp:
         path = Path(tmp) / "leaderboard.csv"
-        report.leaderboard(frame, obj, s.direction).to_csv(path, index=False)
+        board = report.leaderboard(frame[frame["tags.kind"] != "confirm"], obj, s.direction)
+        (confirmed.annotate(board, frame) if confirmed else board).to_csv(path, index=False)
         mlflow.log_artifact(str(path))
     for name, fig in report.study_figures(frame, obj).items():
         tracking.log_figure(fig, name)
     parent_metrics = {**metrics, f"best_{obj}": metrics[obj], f"best_baseline_{obj}": best_base,
-                      "margin_over_best_baseline": margin}
+                      "margin_over_best_baseline": margin, **(confirmed.metrics() if confirmed else {})}
     engine.record(engine.Assessment(result.bundle, parent_metrics, result.curves), {}, log_model=True)
     print(f"study {s.name}: {len(completed)} trials completed, {len(failed)} failed; best trial {best_trial.trial_id} "
           f"{obj}={metrics[obj]:.4f} test_auc={metrics['test_auc']:.4f} test_accuracy={metrics['test_accuracy']:.4f}; "
-          f"best baseline {obj}={best_base:.4f} ({'beaten' if margin > 0 else 'NOT beaten'} by {margin:+.4f})")
+          f"best baseline {obj}={best_base:.4f} ({'beaten' if margin > 0 else 'NOT beaten'} by {margin:+.4f}"
+          f"{', confirmed mean' if confirmed else ''})")
     if failed:
         print(f"warning: {len(failed)} trial(s) failed; their runs are FAILED with a failure_reason tag", flush=True)
     if lost_figures:
@@ -113,6 +132,8 @@ def tune(cfg: DictConfig) -> dict[str, float]:
     """
     params = parse_space(cfg.search.params, cfg)
     settings = StudySettings.of(cfg)
+    logistic = baselines.LogisticSettings.of(cfg.get("logistic"))
+    confirm.ConfirmSettings.of(cfg)  # checked before any run; finish reads it again
     figure_mode = mode_of(cfg.trial_figures)
     _, tracker, data = engine.prepare(cfg)
     space_hash = tracking.space_hash(OmegaConf.to_container(cfg.search, resolve=True))
@@ -122,9 +143,10 @@ def tune(cfg: DictConfig) -> dict[str, float]:
             tracking.log_config(cfg)
         else:
             mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config_resumed.yaml")
+        mlflow.log_metrics(data.overlap)
         done = set(tracking.children(parent_id).get("tags.baseline", pd.Series(dtype=str)).dropna())
         if cfg.baselines:
-            run_baselines(tracker, settings.name, data, done)
+            run_baselines(tracker, settings, data, done, logistic)
         with Figures(figure_mode) as figures:  # a failed search stops the worker, ends its runs KILLED
             study = Study(cfg, settings, params, data, tracker, parent_id, figures)
             tuner = StudyTuner(study, oracle=make_oracle(cfg), directory=str(settings.dir), project_name="tuner",

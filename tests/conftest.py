@@ -12,6 +12,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 import pytest
+from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
 from siamese.data import build_digits
@@ -86,6 +87,15 @@ def run_cli(module: str, *args: str, env: dict[str, str] | None = None, timeout:
         capture_output=True, text=True, timeout=timeout,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})},
     )
+
+
+def study_runs(store: Path, experiment: str = "digits") -> tuple[MlflowClient, dict[str, list]]:
+    """The store's client and the experiment's runs by their ``kind`` tag (study, trial, baseline, …)."""
+    client = MlflowClient(f"sqlite:///{store}/mlflow.db")
+    by_kind: dict[str, list] = {}
+    for run in client.search_runs([client.get_experiment_by_name(experiment).experiment_id]):
+        by_kind.setdefault(run.data.tags.get("kind"), []).append(run)
+    return client, by_kind
 
 
 def random_pairs(n: int, dim: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -44,7 +44,8 @@ def reg(tmp_path_factory, digits_cache, digits_files):
     def cfg(*overrides: str, config: str):
         return compose_cfg(store, digits_cache, *DATA, *overrides, config=config)
 
-    train_opts = ["training.epochs=3", "training.verbose=0", "tuner.max_trials=2"]
+    # No baselines, no confirmation: these tests are about the registry (test_promote_honest.py has those).
+    train_opts = ["training.epochs=3", "training.verbose=0", "tuner.max_trials=2", "baselines=false", "confirm.top_k=0"]
     tune(cfg(f"study_dir={root}/good", "study=good", *train_opts, config="tune"))
     first = promote(cfg("study=good", config="promote"))
     mlflow.set_tracking_uri(f"sqlite:///{store}/mlflow.db")

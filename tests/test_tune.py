@@ -11,21 +11,16 @@ from siamese.errors import ConfigError
 from siamese.search import parse_space
 from siamese.tune import tune
 
+from conftest import study_runs
+
 
 @pytest.fixture
 def study_cfg(make_cfg, tmp_path):
     def _make(*overrides: str):
-        return make_cfg(f"study_dir={tmp_path}/study", "study=t", "tuner.max_trials=3", *overrides, config="tune")
+        # Seed confirmation has its own tests (test_confirm.py); here the search alone.
+        return make_cfg(f"study_dir={tmp_path}/study", "study=t", "tuner.max_trials=3", "confirm.top_k=0", *overrides,
+                        config="tune")
     return _make
-
-
-def study_runs(store: Path):
-    client = MlflowClient(f"sqlite:///{store}/mlflow.db")
-    runs = client.search_runs([client.get_experiment_by_name("digits").experiment_id])
-    by_kind = {}
-    for run in runs:
-        by_kind.setdefault(run.data.tags.get("kind"), []).append(run)
-    return client, by_kind
 
 
 @pytest.mark.slow

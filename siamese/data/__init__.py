@@ -8,14 +8,17 @@ Modules (each imports only those above it; ``digits`` stands alone):
 - :mod:`siamese.data.pairs`: :class:`PairSet`, :class:`ColumnSpec`, :func:`column_spec`, ``CHUNK``.
 - :mod:`siamese.data.tables`: reading and validating tables: :func:`read_chunks`,
   :func:`frame_to_pairs`, :func:`read_pairs`, the CSV and Parquet readers, :func:`file_sha256`.
+- :mod:`siamese.data.identity`: :func:`~siamese.data.identity.vector_ids` (exact vector identity).
+- :mod:`siamese.data.groups`: the grouped validation split (no vector on both sides of the cut).
 - :mod:`siamese.data.split`: :func:`split_validation`, :class:`Preprocessor`, ``PREPROCESSING``.
 - :mod:`siamese.data.digits`: :func:`build_digits`, the embedded digits pairs.
-- :mod:`siamese.data.dataset`: :class:`Dataset`, :func:`data_files`, :func:`load_dataset`.
+- :mod:`siamese.data.dataset`: :class:`Dataset`, :func:`data_files`, :func:`validation_file`,
+  :func:`load_dataset`.
 
 Everything public is importable from ``siamese.data`` itself.
 """
 
-from siamese.data.dataset import Dataset, data_files, load_dataset
+from siamese.data.dataset import Dataset, data_files, load_dataset, validation_file
 from siamese.data.digits import build_digits
 from siamese.data.pairs import CHUNK, ColumnSpec, PairSet, column_spec
 from siamese.data.split import PREPROCESSING, Preprocessor, split_validation
@@ -37,4 +40,5 @@ __all__ = [
     "read_chunks",
     "read_pairs",
     "split_validation",
+    "validation_file",
 ]

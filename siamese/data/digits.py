@@ -1,7 +1,8 @@
 """The embedded digits data: same/different-digit pairs from scikit-learn's bundled digits.
 
-:func:`build_digits` writes train and test CSV files in the user's pair-table format, so the
-embedded data goes through the same reader as any other.
+:func:`build_digits` writes train, validation and test CSV files in the user's pair-table format,
+so the embedded data goes through the same reader as any other. Each file's pairs come from its own
+pool of images: validation is as far from training as test is (no image on both sides of either cut).
 """
 
 from __future__ import annotations
@@ -45,22 +46,30 @@ def _digit_pairs(images: np.ndarray, labels: np.ndarray, n_pairs: int, rng: np.r
     return frame
 
 
+VAL_FILE = "val.csv"
+VERSION = 2  # in the cache folder's name: files written by another layout are never reused
+
+
 def build_digits(cache_dir: str | os.PathLike, seed: int = 0, n_train: int = 4000, n_test: int = 1000,
-                 test_images: float = 0.3) -> tuple[Path, Path]:
+                 test_images: float = 0.3, val_fraction: float = 0.2) -> tuple[Path, Path]:
     """Write same/different-digit pairs from scikit-learn's bundled digits, in the user's format.
 
-    Images are split into disjoint train and test pools first, so no image appears in both a
-    training and a test pair. Deterministic in ``seed``; reused from ``cache_dir`` when present.
+    Images are split into disjoint pools first: ``test_images`` of them for test, then
+    ``val_fraction`` of the rest for validation. ``train.csv`` holds ``n_train`` pairs of training
+    images, ``val.csv`` (:data:`VAL_FILE`, beside it) ``n_train · val_fraction / (1 − val_fraction)``
+    pairs of validation images (so validation is ``val_fraction`` of the two), ``test.csv`` ``n_test``
+    pairs of test images. Each file draws from its own random stream, so the test file depends only
+    on ``seed``, ``n_test`` and ``test_images``. Deterministic; reused from ``cache_dir`` when present.
 
     Returns:
-        Paths of the train and test CSV files.
+        Paths of the train and test CSV files (the validation file is ``train.parent / VAL_FILE``).
     """
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
-    folder = resolve(cache_dir) / f"digits-s{seed}-{n_train}-{n_test}-{test_images}"
-    train_path, test_path = folder / "train.csv", folder / "test.csv"
-    if train_path.exists() and test_path.exists():
+    folder = resolve(cache_dir) / f"digits-v{VERSION}-s{seed}-{n_train}-{n_test}-{test_images}-{val_fraction}"
+    train_path, val_path, test_path = folder / "train.csv", folder / VAL_FILE, folder / "test.csv"
+    if train_path.exists() and val_path.exists() and test_path.exists():
         return train_path, test_path
     folder.mkdir(parents=True, exist_ok=True)
     digits = load_digits()
@@ -68,8 +77,13 @@ def build_digits(cache_dir: str | os.PathLike, seed: int = 0, n_train: int = 400
     idx_train, idx_test = train_test_split(
         np.arange(len(images)), test_size=test_images, random_state=seed, stratify=digits.target
     )
-    rng = np.random.default_rng(seed)
-    _write_atomic_csv(_digit_pairs(images[idx_train], digits.target[idx_train], n_train, rng), train_path)
-    _write_atomic_csv(_digit_pairs(images[idx_test], digits.target[idx_test], n_test, rng), test_path)
-    (folder / "images.json").write_text(json.dumps({"train": sorted(map(int, idx_train)), "test": sorted(map(int, idx_test))}))
+    idx_train, idx_val = train_test_split(idx_train, test_size=val_fraction, random_state=seed,
+                                          stratify=digits.target[idx_train])
+    n_val = int(round(n_train * val_fraction / (1.0 - val_fraction)))
+    for path, idx, n, stream in ((train_path, idx_train, n_train, 0), (val_path, idx_val, n_val, 1),
+                                 (test_path, idx_test, n_test, 2)):
+        rng = np.random.default_rng([seed, stream])
+        _write_atomic_csv(_digit_pairs(images[idx], digits.target[idx], n, rng), path)
+    pools = {"train": idx_train, "val": idx_val, "test": idx_test}
+    (folder / "images.json").write_text(json.dumps({k: sorted(map(int, v)) for k, v in pools.items()}))
     return train_path, test_path

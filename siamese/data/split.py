@@ -1,4 +1,5 @@
-"""The validation split and preprocessing: :func:`split_validation` and :class:`Preprocessor`.
+"""The validation split and preprocessing: :func:`split_validation` (:func:`plan_split` then
+:func:`apply_split`) and :class:`Preprocessor`.
 
 Both can work in place on a :class:`~siamese.data.pairs.PairSet` whose sides share one buffer,
 ``CHUNK`` rows at a time, so the features are held once whatever the table's size.
@@ -11,14 +12,33 @@ from typing import Any
 
 import numpy as np
 
+from siamese.data.groups import grouped_split, repeats
 from siamese.data.pairs import CHUNK, PairSet
-from siamese.errors import DataError
+from siamese.errors import ConfigError, DataError
 
 PREPROCESSING = ("none", "standardize", "l2")
+SPLITS = ("auto", "grouped", "random")
+
+
+@dataclass
+class SplitPlan:
+    """Which rows (sorted indices) are training and validation pairs; rows in neither are left out.
+
+    Attributes:
+        grouped: the split kept every exact vector on one side (``data.split=grouped``, or ``auto``
+            on a table whose vectors repeat across rows).
+        dropped: pairs left out because they join a training vector to a validation vector.
+    """
+
+    train: np.ndarray
+    val: np.ndarray
+    grouped: bool = False
+    dropped: int = 0
 
 
 def _partition(arrays: list[np.ndarray], first: np.ndarray, rest: np.ndarray, chunk: int = CHUNK) -> None:
-    """Reorder rows in place: rows ``first`` (sorted) to the front, then rows ``rest``.
+    """Reorder rows in place: rows ``first`` (sorted) to the front, then rows ``rest``; rows in
+    neither end up after them.
 
     Only ``rest`` is copied aside; the front is compacted forward chunk by chunk, which is safe
     because ``first[k] >= k`` for sorted indices.
@@ -28,40 +48,81 @@ def _partition(arrays: list[np.ndarray], first: np.ndarray, rest: np.ndarray, ch
         for start in range(0, len(first), chunk):
             idx = first[start : start + chunk]
             a[start : start + len(idx)] = a[idx]
-        a[len(first) :] = aside
+        a[len(first) : len(first) + len(rest)] = aside
 
 
-def split_validation(pairs: PairSet, fraction: float, shuffle: bool, seed: int,
-                     inplace: bool = False) -> tuple[PairSet, PairSet]:
-    """Hold out a validation set from the training pairs.
+def plan_split(pairs: PairSet, fraction: float, shuffle: bool, seed: int, mode: str = "random",
+               ids: tuple[np.ndarray, np.ndarray] | None = None) -> SplitPlan:
+    """Choose the validation rows (see :func:`split_validation` for the arguments).
 
-    With ``shuffle`` the split is stratified and seeded; without it the last ``fraction`` of
-    rows is held out, as the question's script did. Each part keeps the file's row order.
-
-    Args:
-        inplace: reorder ``pairs`` (which must share one buffer) so both parts are views of it,
-            instead of copying them; ``pairs`` itself is then train rows followed by val rows.
+    Raises:
+        DataError: a fraction outside (0, 1), or too few pairs for it.
+        ConfigError: an unknown ``mode``, ``grouped`` without ``shuffle``, or ``grouped`` without ``ids``.
     """
+    if mode not in SPLITS:
+        raise ConfigError(f"data.split={mode!r} is not one of {list(SPLITS)}")
     if not 0.0 < fraction < 1.0:
         raise DataError(f"data.val_fraction must be in (0, 1), got {fraction}")
     n = len(pairs)
     n_val = int(round(n * fraction))
     if n_val < 2 or n - n_val < 2:
         raise DataError(f"{n} training pairs are too few to hold out a {fraction} validation split")
+    if mode == "grouped" and not shuffle:
+        raise ConfigError("data.split=grouped needs data.shuffle=true (shuffle=false holds out the last rows as they are)")
+    if mode != "random" and shuffle and ids is None:
+        raise ConfigError(f"data.split={mode} needs the vector ids of the pairs")
     if not shuffle:
-        train_idx, val_idx = np.arange(n - n_val), np.arange(n - n_val, n)
-    else:
-        from sklearn.model_selection import train_test_split
+        return SplitPlan(np.arange(n - n_val), np.arange(n - n_val, n))
+    if mode == "grouped" or (mode == "auto" and repeats(*ids)):
+        cut = grouped_split(ids[0], ids[1], pairs.y, n_val, seed)
+        if len(cut.val) < 2 or len(cut.train) < 2:
+            raise DataError(f"a grouped validation split of {n} pairs leaves {len(cut.train)} for training and "
+                            f"{len(cut.val)} for validation; set data.split=random or another data.val_fraction")
+        return SplitPlan(cut.train, cut.val, grouped=True, dropped=cut.dropped)
+    from sklearn.model_selection import train_test_split
 
-        train_idx, val_idx = (np.sort(i) for i in train_test_split(
-            np.arange(n), test_size=n_val, random_state=seed, stratify=pairs.y))
+    train_idx, val_idx = (np.sort(i) for i in train_test_split(
+        np.arange(n), test_size=n_val, random_state=seed, stratify=pairs.y))
+    return SplitPlan(train_idx, val_idx)
+
+
+def apply_split(pairs: PairSet, plan: SplitPlan, inplace: bool = False) -> tuple[PairSet, PairSet]:
+    """The training and validation pairs a plan names.
+
+    Args:
+        inplace: reorder ``pairs`` (which must share one buffer) so both parts are views of it,
+            instead of copying them; ``pairs`` itself then starts with train rows, then val rows.
+    """
     if not (inplace and pairs.buffer is not None):
-        return pairs.take(train_idx), pairs.take(val_idx)
-    if shuffle:
-        _partition([pairs.buffer, pairs.y], train_idx, val_idx)
-    n_train = n - n_val
+        return pairs.take(plan.train), pairs.take(plan.val)
+    n_train, n_val = len(plan.train), len(plan.val)
+    if not (n_train + n_val == len(pairs) and plan.train[-1] == n_train - 1):  # already in place: head/tail
+        _partition([pairs.buffer, pairs.y], plan.train, plan.val)
     return (PairSet.of(pairs.buffer[:n_train], pairs.y[:n_train]),
-            PairSet.of(pairs.buffer[n_train:], pairs.y[n_train:]))
+            PairSet.of(pairs.buffer[n_train : n_train + n_val], pairs.y[n_train : n_train + n_val]))
+
+
+def split_validation(pairs: PairSet, fraction: float, shuffle: bool, seed: int, inplace: bool = False,
+                     mode: str = "random", ids: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[PairSet, PairSet]:
+    """Hold out a validation set from the training pairs.
+
+    With ``shuffle`` the split is seeded: stratified by label (``random``), or keeping every exact
+    vector on one side of the cut (``grouped``; ``auto`` groups when vectors repeat across rows).
+    Without it the last ``fraction`` of rows is held out, as the question's script did. Each part
+    keeps the file's row order.
+
+    Args:
+        pairs: the training file's pairs.
+        fraction: the share of pairs held out (a grouped split gets about as many).
+        shuffle: seeded split; ``False`` holds out the last rows.
+        seed: the split's seed.
+        inplace: reorder ``pairs`` (which must share one buffer) so both parts are views of it,
+            instead of copying them; ``pairs`` itself is then train rows followed by val rows.
+        mode: ``random``, ``grouped`` or ``auto`` (``data.split``).
+        ids: (left, right) vector ids of the pairs (:func:`siamese.data.identity.pair_ids`), for
+            ``grouped`` and ``auto``.
+    """
+    return apply_split(pairs, plan_split(pairs, fraction, shuffle, seed, mode, ids), inplace)
 
 
 @dataclass
