@@ -14,7 +14,7 @@ import hydra
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from siamese.errors import UserError
+from siamese.errors import UserError, required_values
 from siamese.paths import config_dir
 
 
@@ -69,11 +69,14 @@ def rewrite_argv(argv: list[str], rename: dict[str, str] | None = None, flags: d
     return out
 
 
-def compose_config(config_name: str, overrides: list[str]) -> DictConfig:
+def compose_config(config_name: str, overrides: list[str], *, with_hydra: bool = False) -> DictConfig:
     """The config ``python -m siamese.<task> <overrides>`` runs with, for calling a task function
-    (``train(cfg)``, ``tune(cfg)``, …) directly: tests, benchmarks, notebooks."""
+    (``train(cfg)``, ``tune(cfg)``, …) directly: tests, benchmarks, notebooks.
+
+    ``with_hydra=True`` keeps Hydra's own node (``cfg.hydra``: run dirs, the groups chosen).
+    """
     with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
-        return compose(config_name=config_name, overrides=overrides)
+        return compose(config_name=config_name, overrides=overrides, return_hydra_config=with_hydra)
 
 
 def entry(task: Callable[[DictConfig], Any], config_name: str, **argv_rules: Any) -> Callable[[], None]:
@@ -92,7 +95,8 @@ def entry(task: Callable[[DictConfig], Any], config_name: str, **argv_rules: Any
             sys.stderr = real_stderr
             real_stderr.write(held.getvalue())
         try:
-            return task(cfg)
+            with required_values():  # a ``???`` value not given: one line naming the key
+                return task(cfg)
         except UserError as exc:
             print(f"error: {exc}", file=sys.stderr)
             sys.exit(2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -38,10 +39,22 @@ def compose_cfg(store: Path, digits_cache: Path, *overrides: str, config: str = 
     return compose_config(config, [*base, *overrides])
 
 
+@pytest.fixture(scope="session")
+def empty_store_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MLflow SQLite store with its tables made: making them takes seconds, copying the file none."""
+    from mlflow.tracking import MlflowClient
+
+    db = tmp_path_factory.mktemp("store-template") / "mlflow.db"
+    MlflowClient(f"sqlite:///{db}").search_experiments()
+    return db
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> Path:
+def store(tmp_path: Path, empty_store_db: Path) -> Path:
+    """A fresh, empty MLflow store for one test (``mlflow.db`` + ``artifacts/``)."""
     folder = tmp_path / "mlruns"
     folder.mkdir()
+    shutil.copyfile(empty_store_db, folder / "mlflow.db")
     return folder
 
 

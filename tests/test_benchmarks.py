@@ -33,7 +33,14 @@ def test_bench_quick_runs_every_benchmark_and_writes_valid_json(tmp_path):
     assert results["question"]["data"]["trials"] == 4
     waits = results["throughput"]["data"]["figure_wait_s"]
     assert waits["background"] < waits["inline"] / 10  # handing figures to the worker beats drawing them
-    assert "targets not met" in proc.stdout
+    # The printed verdict is the JSON's: each target's line says met / NOT met as its JSON does, and
+    # the closing line lists exactly the targets the JSON marks not met.
+    targets = [(name, t) for name in ORDER for t in results[name]["targets"]]
+    assert targets, "no benchmark reported a target"
+    for _, t in targets:
+        assert f"- target: {t['target']}: **{t['value']}** ({'met' if t['met'] else 'NOT met'})" in proc.stdout, t
+    missed = [f"{name}: {t['target']}" for name, t in targets if not t["met"]]
+    assert f"targets not met: {missed or 'none'}" in proc.stdout
     with pytest.raises(ValueError, match="rows of the wrong width"):
         bad = json.loads((out / "speed.json").read_text())
         bad["tables"][0]["rows"][0].append("extra")

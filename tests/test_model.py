@@ -33,7 +33,13 @@ def run_cfg(distance: str, loss: str, act: str, **model: object):
     })
 
 
-@pytest.mark.parametrize("distance, loss, act", [c for c in COMBOS if valid(*c)])
+# Every distance, loss and output activation at least once in make test-fast; all of them in make test.
+FAST_COMBOS = {("l1", "bce", "linear"), ("l2", "contrastive", "linear"), ("cosine", "online_contrastive", "linear"),
+               ("learned", "bce", "sigmoid")}
+
+
+@pytest.mark.parametrize("distance, loss, act", [pytest.param(*c, marks=() if c in FAST_COMBOS else pytest.mark.slow)
+                                                 for c in COMBOS if valid(*c)])
 def test_every_valid_combination_trains_and_round_trips(tmp_path, distance, loss, act):
     cfg = run_cfg(distance, loss, act)
     kind = output_kind(cfg.model, loss)

@@ -59,6 +59,7 @@ def _state(client: MlflowClient) -> tuple:
     return sorted(v.version for v in versions), dict(model.aliases), len(runs)
 
 
+@pytest.mark.slow
 def test_promotion_registers_a_described_champion(reg):
     version = reg.client.get_model_version_by_alias("siamese-digits", "champion")
     assert reg.first["alias"] == "champion" and str(version.version) == reg.first["version"] == "1"
@@ -73,6 +74,7 @@ def test_promotion_registers_a_described_champion(reg):
     assert reg.first["test_metrics"]["test_auc"] > 0.8
 
 
+@pytest.mark.slow
 def test_dry_run_changes_nothing(reg, capsys):
     before = _state(reg.client)
     out = promote(reg.cfg("study=good", "promote.dry_run=true", config="promote"))
@@ -80,6 +82,7 @@ def test_dry_run_changes_nothing(reg, capsys):
     assert _state(reg.client) == before
 
 
+@pytest.mark.slow
 def test_a_worse_model_does_not_take_champion(reg, tmp_path, capsys):
     # Trained on shuffled labels: it cannot beat the champion on the same test file.
     frame = pd.read_csv(Path(str(reg.test_file).replace("test.csv", "train.csv")))
@@ -101,6 +104,7 @@ def test_a_worse_model_does_not_take_champion(reg, tmp_path, capsys):
     reg.client.set_registered_model_alias("siamese-digits", "champion", "1")
 
 
+@pytest.mark.slow
 def test_predict_streams_and_matches_in_process_scores(reg, tmp_path, capsys):
     out = tmp_path / "scored.csv"
     result = predict(reg.cfg(f"model_uri={MODEL}", f"input={reg.test_file}", f"output={out}", "chunk_size=70", config="predict"))
@@ -121,6 +125,7 @@ def test_predict_streams_and_matches_in_process_scores(reg, tmp_path, capsys):
     assert f"accuracy={expected['input_accuracy']:.4f}" in text
 
 
+@pytest.mark.slow
 def test_predict_without_labels_scores_only(reg, tmp_path):
     unlabelled = tmp_path / "pairs.csv"
     pd.read_csv(reg.test_file).drop(columns="class").head(50).to_csv(unlabelled, index=False)
@@ -128,6 +133,7 @@ def test_predict_without_labels_scores_only(reg, tmp_path):
     assert "metrics" not in result and len(pd.read_csv(tmp_path / "o.csv")) == 50
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage, message", [
     (lambda f: f.drop(columns="v127"), "127 feature columns, but the model takes 128"),
     (lambda f: f.assign(v3=f["v3"].where(f.index != 150, np.nan)), "column 'v3' line 152 is nan"),
@@ -142,6 +148,7 @@ def test_predict_refuses_bad_input_and_leaves_no_output(reg, tmp_path, damage, m
     assert not out.exists() and not list(tmp_path.glob("*.partial"))
 
 
+@pytest.mark.slow
 def test_pyfunc_signature_and_input_checks(reg):
     model = mlflow.pyfunc.load_model(MODEL)
     names = [c.name for c in model.metadata.get_input_schema().inputs]
@@ -158,11 +165,13 @@ def test_pyfunc_signature_and_input_checks(reg):
         model.predict(frame.assign(v9=np.nan))
 
 
+@pytest.mark.slow
 def test_unknown_model_is_a_user_error(reg):
     with pytest.raises(UserError, match="siamese-nope"):
         load_bundle("models:/siamese-nope@champion")
 
 
+@pytest.mark.slow
 def test_export_runs_the_readme_snippet_without_siamese_or_mlflow(reg, tmp_path):
     out = export(reg.cfg(f"model_uri={MODEL}", f"out={tmp_path}/exported", config="export"))
     readme = (project_root() / "README.md").read_text()
@@ -184,6 +193,7 @@ def test_export_runs_the_readme_snippet_without_siamese_or_mlflow(reg, tmp_path)
         assert got["same"] == [bool(p) for p in pred]
 
 
+@pytest.mark.slow
 def test_cli_promote_dry_run_and_bad_predict_input(reg, tmp_path):
     overrides = [*tracking_overrides(reg.store), f"++data.cache_dir={reg.test_file.parent.parent}", *DATA]
     proc = run_cli("promote", *overrides, "study=good", "--dry-run")

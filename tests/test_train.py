@@ -97,6 +97,7 @@ def test_presets_train(make_cfg, preset):
     assert metrics["val_auc"] > 0.6
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, message", [
     (["data=csv", "data.train=/nonexistent/train.csv", "data.test=/nonexistent/test.csv"], "/nonexistent/train.csv: file not found"),
     (["model.distance=l3"], "model.distance='l3' is not one of"),
@@ -159,6 +160,7 @@ def test_presets_on_mrpc(make_cfg, preset):
     assert metrics["test_auc"] > 0.5 and np.isfinite(metrics["test_accuracy"])
 
 
+@pytest.mark.slow
 def test_batch_feed_covers_every_pair_and_trains_like_arrays(make_cfg, digits_files):
     from siamese.data import read_pairs
     from siamese.feed import PairBatches, choose
