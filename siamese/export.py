@@ -8,28 +8,27 @@ layers; the README shows the five lines of plain Keras that score pairs with the
 
 from __future__ import annotations
 
-from siamese import backend  # noqa: F401  (TensorFlow's start-up, quietly, before Keras loads)
-
 import json
 import os
 import shutil
+from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import keras
 import numpy as np
 from omegaconf import DictConfig
 
-from siamese import layers
-from siamese.bundle import ModelBundle
+from siamese import backend
 from siamese.errors import ConfigError
 from siamese.paths import resolve
-from siamese.registry import load_bundle
+
+if TYPE_CHECKING:
+    from siamese.bundle import ModelBundle
 
 META, LAYERS = "siamese.json", "siamese_layers.py"
 
 
-def meta(bundle: ModelBundle, source: str) -> dict[str, Any]:
+def meta(bundle: "ModelBundle", source: str) -> dict[str, Any]:
     """Everything needed besides the network: columns, preprocessing, score rule, thresholds.
 
     Preprocessing is spelled out as ``(x / norm if l2_normalize) - mean) / scale`` per side, so
@@ -53,12 +52,17 @@ def meta(bundle: ModelBundle, source: str) -> dict[str, Any]:
         "score": "score = score_sign * model output; higher = more similar; same = score >= threshold",
         "threshold": bundle.threshold,
         "f1_threshold": bundle.f1_threshold,
-        "keras_version": keras.__version__,
+        "keras_version": metadata.version("keras"),
+        "backend": backend.running(),
     }
 
 
-def export_bundle(bundle: ModelBundle, out: Path, source: str) -> Path:
+def export_bundle(bundle: "ModelBundle", out: Path, source: str) -> Path:
     """Write ``model.keras``, ``siamese.json`` and ``siamese_layers.py`` into ``out`` atomically."""
+    import keras
+
+    from siamese import layers
+
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -78,6 +82,9 @@ def export(cfg: DictConfig) -> Path:
     out = resolve(cfg.out)
     if out.exists() and any(out.iterdir()) and not (out / META).exists():
         raise ConfigError(f"out={out} is a non-empty folder that is not an export; pick another")
+    backend.start(cfg.backend)
+    from siamese.registry import load_bundle  # Keras: imported once the backend is chosen
+
     path = export_bundle(load_bundle(str(cfg.model_uri), cfg.tracking), out, str(cfg.model_uri))
     print(f"exported {cfg.model_uri} → {path} (model.keras, {META}, {LAYERS})")
     return path

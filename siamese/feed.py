@@ -1,7 +1,8 @@
 """How training pairs reach ``model.fit``: whole arrays, or batches gathered from one buffer.
 
-Arrays are copied once into tensors and fed by a repeating tf.data pipeline: fastest for small
-tables, but a second copy of the features. :class:`PairBatches` hands Keras one batch at a time, gathered
+Arrays are copied once into tensors and fed by a repeating tf.data pipeline on TensorFlow (on JAX,
+Keras' own array feed, which has no per-epoch rebuild cost there): fastest for small tables, but a
+second copy of the features. :class:`PairBatches` hands Keras one batch at a time, gathered
 from the arrays the data layer holds, so a large table is held once.
 """
 
@@ -13,6 +14,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from siamese.backend import running
 from siamese.data import PairSet
 from siamese.errors import ConfigError
 
@@ -61,6 +63,8 @@ def fit_inputs(feed: str, pairs: PairSet, batch_size: int, seed: int, swap: bool
     if choose(feed, pairs) == "batches":
         return {"x": PairBatches(pairs, batch_size, seed, swap), "shuffle": False}  # it shuffles itself
     train = pairs.concat(pairs.swapped()) if swap else pairs
+    if running() != "tensorflow":
+        return {"x": [train.left, train.right], "y": train.y, "batch_size": batch_size, "shuffle": True}
     return {"x": _tf_batches(train, batch_size, seed), "steps_per_epoch": math.ceil(len(train) / batch_size),
             "shuffle": False}  # the pipeline shuffles
 

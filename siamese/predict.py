@@ -8,25 +8,25 @@ The output is written to ``<output>.partial`` and renamed at the end: a failure 
 
 from __future__ import annotations
 
-from siamese import backend  # noqa: F401  (TensorFlow's start-up, quietly, before Keras loads)
-
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
-from siamese.bundle import ModelBundle
+from siamese import backend
 from siamese.data import data_files, read_chunks
 from siamese.errors import ConfigError
 from siamese.paths import project_root, resolve
-from siamese.registry import load_bundle
+
+if TYPE_CHECKING:
+    from siamese.bundle import ModelBundle
 
 
-def score_file(bundle: ModelBundle, source: Path, output: Path, chunk_rows: int = 100_000) -> dict[str, Any]:
+def score_file(bundle: "ModelBundle", source: Path, output: Path, chunk_rows: int = 100_000) -> dict[str, Any]:
     """Score ``source`` chunk by chunk into ``output`` (atomically).
 
     Returns:
@@ -71,6 +71,9 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(f"output={output}: predictions are written as CSV; name the file *.csv")
     if output.resolve() == source.resolve():
         raise ConfigError(f"output={output} would overwrite the input")
+    backend.start(cfg.backend)
+    from siamese.registry import load_bundle  # Keras: imported once the backend is chosen
+
     t0 = time.perf_counter()
     bundle = load_bundle(str(cfg.model_uri), cfg.tracking)
     result = score_file(bundle, source, output, int(cfg.chunk_size))

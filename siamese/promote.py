@@ -12,20 +12,19 @@ on the same file: the new version takes ``champion`` only if it is at least as g
 
 from __future__ import annotations
 
-from siamese import backend  # noqa: F401  (TensorFlow's start-up, quietly, before Keras loads)
-
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
-from siamese import tracking
-from siamese.bundle import ModelBundle
+from siamese import backend, tracking
 from siamese.data import PairSet, data_files, file_sha256, read_pairs
 from siamese.errors import ConfigError, DataError, TrackingError
-from siamese.registry import load_bundle, log_pyfunc
+
+if TYPE_CHECKING:
+    from siamese.bundle import ModelBundle
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 
@@ -111,6 +110,8 @@ def baseline_margin(parent: mlflow.entities.Run, val_value: float) -> tuple[str 
 
 def _champion_value(client: MlflowClient, name: str, metric: str, test: PairSet) -> tuple[str | None, float | None, str]:
     """The current champion's version and its ``metric`` on this test file (scored now)."""
+    from siamese.registry import load_bundle  # Keras: imported once the backend is chosen (promote())
+
     try:
         version = client.get_model_version_by_alias(name, CHAMPION)
     except mlflow.exceptions.MlflowException:
@@ -122,8 +123,10 @@ def _champion_value(client: MlflowClient, name: str, metric: str, test: PairSet)
     return version.version, value, ""
 
 
-def plan(cfg: DictConfig, tracker: tracking.Tracker) -> tuple[Plan, ModelBundle, mlflow.entities.Run]:
+def plan(cfg: DictConfig, tracker: tracking.Tracker) -> tuple[Plan, "ModelBundle", mlflow.entities.Run]:
     """Work out the promotion without changing anything."""
+    from siamese.registry import load_bundle  # Keras: imported once the backend is chosen (promote())
+
     parent = tracker.find_study(cfg.study)
     tags = parent.data.tags
     objective = tags["objective"]
@@ -182,7 +185,7 @@ def _describe(p: Plan) -> str:
     return "\n".join(lines)
 
 
-def register(p: Plan, bundle: ModelBundle, parent: mlflow.entities.Run, tracker: tracking.Tracker) -> str:
+def register(p: Plan, bundle: "ModelBundle", parent: mlflow.entities.Run, tracker: tracking.Tracker) -> str:
     """Log the pyfunc in a promotion run, register it, describe it, set the alias.
 
     A failure after the version exists deletes it, so the registry never holds a half-described
@@ -191,6 +194,8 @@ def register(p: Plan, bundle: ModelBundle, parent: mlflow.entities.Run, tracker:
     Returns:
         The new version number.
     """
+    from siamese.registry import log_pyfunc  # Keras: imported once the backend is chosen (promote())
+
     client = MlflowClient()
     source = client.get_run(p.source_run_id)
     trial_config = mlflow.artifacts.load_text(f"runs:/{p.source_run_id}/config.yaml")
@@ -230,6 +235,7 @@ def promote(cfg: DictConfig) -> dict[str, Any]:
     Returns:
         The plan as a dict (with ``version`` set unless a dry run).
     """
+    backend.start(cfg.backend)
     tracker = tracking.Tracker(cfg.tracking)
     p, bundle, parent = plan(cfg, tracker)
     print(_describe(p))

@@ -2,6 +2,11 @@
 
 import mlflow
 
-from siamese.registry import SiameseModel
+from siamese import backend
+
+# `mlflow models serve` loads this file: Keras runs on KERAS_BACKEND (default tensorflow).
+backend.start(backend.running())
+
+from siamese.registry import SiameseModel  # noqa: E402  (after the backend is chosen)
 
 mlflow.models.set_model(SiameseModel())

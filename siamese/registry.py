@@ -8,19 +8,17 @@ the project's ``.venv``); ``python -m siamese.export`` is for places without it.
 
 from __future__ import annotations
 
-from siamese import backend  # noqa: F401  (TensorFlow's start-up, quietly, before Keras loads)
-
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import keras
 import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 
-from siamese import tracking
+from siamese import backend, tracking
 from siamese.bundle import META_FILE, ModelBundle
 from siamese.errors import DataError, UserError
 
@@ -48,12 +46,11 @@ def signature(bundle: ModelBundle) -> ModelSignature:
 
 
 def requirements() -> list[str]:
-    """Pinned to what trained the model; pip inference would be slow and guess."""
-    import sklearn
-    import tensorflow as tf
-
-    return [f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}", f"mlflow=={mlflow.__version__}",
-            f"pandas=={pd.__version__}", f"numpy=={np.__version__}", f"scikit-learn=={sklearn.__version__}"]
+    """Pinned to what trained the model, on the backend it ran on; pip inference would be slow and guess."""
+    names = ["tensorflow", "keras", "mlflow", "pandas", "numpy", "scikit-learn"]
+    if backend.running() == "jax":
+        names += ["jax", "jaxlib"]
+    return [f"{name}=={metadata.version(name)}" for name in names]
 
 
 def log_pyfunc(bundle: ModelBundle, name: str = "model") -> mlflow.models.model.ModelInfo:

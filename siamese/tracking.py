@@ -25,6 +25,7 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
+from siamese.backend import running
 from siamese.errors import TrackingError
 from siamese.paths import project_root
 
@@ -192,11 +193,6 @@ def reproducibility_tags(seed: int, hashes: dict[str, str], files: dict[str, Pat
     Versions come from package metadata, so this needs no TensorFlow import; the Keras backend
     is the one the running process chose (``KERAS_BACKEND``, default tensorflow).
     """
-    import os
-    import sys
-
-    keras = sys.modules.get("keras")
-    backend = keras.backend.backend() if keras is not None else os.environ.get("KERAS_BACKEND", "tensorflow")
     commit, dirty = git_commit()
     tags = {
         "git_commit": commit,
@@ -205,7 +201,7 @@ def reproducibility_tags(seed: int, hashes: dict[str, str], files: dict[str, Pat
         "python_version": platform.python_version(),
         "tensorflow_version": metadata.version("tensorflow"),
         "keras_version": metadata.version("keras"),
-        "keras_backend": backend,
+        "keras_backend": running(),
         "mlflow_version": mlflow.__version__,
     }
     for split, digest in hashes.items():

@@ -6,11 +6,9 @@
 
 from __future__ import annotations
 
-from siamese import backend  # noqa: F401  (TensorFlow's start-up, quietly, before Keras loads)
-
 from omegaconf import DictConfig
 
-from siamese import engine, tracking
+from siamese import backend, tracking
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -24,6 +22,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         UserError: bad config, data or tracking store, before any run is opened.
         engine.Diverged: the loss became NaN or infinite (the run ends FAILED).
     """
+    backend.start(cfg.backend)
+    from siamese import engine  # Keras: imported once the backend is chosen
+
     spec, tracker, data = engine.prepare(cfg)
     tags = tracking.reproducibility_tags(spec.seed, data.hashes, data.files)
     with tracker.run(cfg.get("run_name"), tags={**tags, "kind": "train"}):

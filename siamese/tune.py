@@ -9,22 +9,22 @@ the study's state live in :mod:`siamese.study`; ranking and the study figures in
 
 from __future__ import annotations
 
-from siamese import backend  # noqa: F401  (TensorFlow's start-up, quietly, before Keras loads)
-
 import json
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import mlflow
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 from sklearn.exceptions import ConvergenceWarning
 
-from siamese import baselines, confirm, engine, report, tracking
+from siamese import backend, baselines, report, tracking
 from siamese.data import Dataset
 from siamese.figures import Figures, mode_of
-from siamese.search import parse_space
-from siamese.study import Study, StudySettings, StudyTuner, make_oracle, open_parent
+
+if TYPE_CHECKING:
+    from siamese.study import Study, StudyTuner
 
 # The bayesian oracle's Gaussian process warns about length scales at its bounds on most fits;
 # it is not actionable by a user and buries the progress lines.
@@ -55,7 +55,7 @@ def run_baselines(tracker: tracking.Tracker, study: StudySettings, data: Dataset
     return out
 
 
-def finish(study: Study, tuner: StudyTuner, lost_figures: list[str]) -> dict[str, float]:
+def finish(study: "Study", tuner: "StudyTuner", lost_figures: list[str]) -> dict[str, float]:
     """Best trial → test metrics once, leaderboard, plots, baseline comparison, on the parent run.
 
     ``lost_figures`` names trial runs whose background figures failed (those runs are FAILED).
@@ -63,6 +63,8 @@ def finish(study: Study, tuner: StudyTuner, lost_figures: list[str]) -> dict[str
     Raises:
         RuntimeError: every trial failed.
     """
+    from siamese import confirm, engine  # Keras: imported once tune() chose the backend
+
     s = study.settings
     trials = list(tuner.oracle.trials.values())
     failed = [t for t in trials if t.status in ("FAILED", "INVALID")]
@@ -130,6 +132,12 @@ def tune(cfg: DictConfig) -> dict[str, float]:
     Raises:
         ConfigError: a bad space or tuner setting, before any trial runs.
     """
+    backend.start(cfg.backend)
+    # keras-tuner and the engine import Keras: imported once the backend is chosen.
+    from siamese import confirm, engine
+    from siamese.search import parse_space
+    from siamese.study import Study, StudySettings, StudyTuner, make_oracle, open_parent
+
     params = parse_space(cfg.search.params, cfg)
     settings = StudySettings.of(cfg)
     logistic = baselines.LogisticSettings.of(cfg.get("logistic"))

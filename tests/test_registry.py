@@ -183,14 +183,15 @@ def test_export_runs_the_readme_snippet_without_siamese_or_mlflow(reg, tmp_path)
     code = (snippet.replace('"DIR', f'"{out}').replace('"pairs.csv"', f'"{pairs}"')
             + "\nimport json as j; print(j.dumps({'score': score.tolist(), 'same': same.tolist(),"
               " 'mods': sorted(m for m in sys.modules if m.split('.')[0] in ('siamese', 'mlflow'))}))")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    got = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert got["mods"] == []
     s, pred = load_bundle(MODEL).predict(load_bundle(MODEL).pairs(pd.read_csv(pairs)))
-    np.testing.assert_allclose(got["score"], s, atol=1e-5)
-    assert got["same"] == [bool(p) for p in pred]
+    for keras_backend in ("tensorflow", "jax"):  # plain Keras on either backend
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": keras_backend})
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        got = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert got["mods"] == []
+        np.testing.assert_allclose(got["score"], s, atol=1e-5)
+        assert got["same"] == [bool(p) for p in pred]
 
 
 @pytest.mark.slow
