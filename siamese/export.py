@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 
 from siamese import layers
 from siamese.bundle import ModelBundle
+from siamese.data.split import NORM_FLOOR
 from siamese.errors import ConfigError
 from siamese.paths import resolve
 from siamese.registry import load_bundle
@@ -32,8 +33,8 @@ META, LAYERS = "siamese.json", "siamese_layers.py"
 def meta(bundle: ModelBundle, source: str) -> dict[str, Any]:
     """Everything needed besides the network: columns, preprocessing, score rule, thresholds.
 
-    Preprocessing is spelled out as ``(x / norm if l2_normalize) - mean) / scale`` per side, so
-    ``none`` is mean 0, scale 1.
+    Preprocessing is spelled out as ``(x / max(norm, norm_floor) if l2_normalize) - mean) / scale``
+    per side, so ``none`` is mean 0, scale 1, and a zero vector stays zero as in the product.
     """
     pre, d = bundle.preprocessor, bundle.dim
     mean = pre.mean if pre.mean is not None else np.zeros(d, np.float32)
@@ -46,6 +47,7 @@ def meta(bundle: ModelBundle, source: str) -> dict[str, Any]:
         "label": bundle.spec.label,
         "preprocessing": pre.kind,
         "l2_normalize": pre.kind == "l2",
+        "norm_floor": NORM_FLOOR,
         "mean": [float(x) for x in mean],
         "scale": [float(x) for x in scale],
         "output": bundle.kind,
