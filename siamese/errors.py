@@ -15,3 +15,11 @@ class ConfigError(UserError):
 
 class TrackingError(UserError):
     """The MLflow tracking store cannot be reached or used."""
+
+
+class TrainingFailed(RuntimeError):
+    """Training could not produce a model (it diverged, or every trial of a study failed).
+
+    Not the user's input at fault as such, so entry points exit 1, but with the one-line reason
+    and no traceback (``SIAMESE_DEBUG=1`` shows it).
+    """

@@ -12,7 +12,9 @@ from __future__ import annotations
 from siamese import backend  # noqa: F401  (TensorFlow's start-up, quietly, before Keras loads)
 
 import json
+import math
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import mlflow
@@ -22,6 +24,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from siamese import baselines, engine, report, tracking
 from siamese.data import Dataset
+from siamese.errors import TrainingFailed
 from siamese.figures import Figures, mode_of
 from siamese.search import parse_space
 from siamese.study import Study, StudySettings, StudyTuner, make_oracle, open_parent
@@ -31,17 +34,50 @@ from siamese.study import Study, StudySettings, StudyTuner, make_oracle, open_pa
 warnings.filterwarnings("ignore", category=ConvergenceWarning)
 
 
+class BaselineFailed(RuntimeError):
+    """A baseline could not score the data (NaN or infinite metrics, or its fit failed)."""
+
+
 def run_baselines(tracker: tracking.Tracker, study: str, data: Dataset, done: set[str]) -> dict[str, dict[str, float]]:
-    """Each baseline as its own nested run of the active parent, unless this study already has it."""
+    """Each baseline as its own nested run of the active parent, unless this study already has it.
+
+    A baseline that cannot score (its fit fails, or a metric is NaN or infinite) ends FAILED with
+    its reason and a warning; the study goes on without it.
+    """
     out = {}
     for name, make in baselines.BASELINES.items():
         if name in done:
             continue
-        with tracker.run(f"baseline-{name}", nested=True, tags={"kind": "baseline", "baseline": name, "study": study}):
-            metrics = baselines.score_baseline(make(data), data)
-            mlflow.log_metrics(metrics)
-            out[name] = metrics
+        try:
+            with tracker.run(f"baseline-{name}", nested=True, tags={"kind": "baseline", "baseline": name, "study": study}):
+                try:
+                    metrics = baselines.score_baseline(make(data), data)
+                except (ValueError, ArithmeticError) as exc:  # sklearn on NaN/inf, or one class in a split
+                    raise BaselineFailed(f"{type(exc).__name__}: {exc}".splitlines()[0]) from exc
+                bad = sorted(k for k, v in metrics.items() if not math.isfinite(v))
+                if bad:
+                    raise BaselineFailed(f"{', '.join(bad[:3])} {'is' if len(bad) == 1 else 'are'} NaN or infinite")
+                mlflow.log_metrics(metrics)
+                out[name] = metrics
+        except BaselineFailed as exc:
+            print(f"warning: baseline {name} cannot score this data ({exc}); its run is FAILED", flush=True)
     return out
+
+
+def _common_reason(study: Study, failed: list) -> str:
+    """The most common failure reason of a study's failed trials, from their runs' ``failure_reason``."""
+    frame = tracking.children(study.parent_id)
+    reasons = []
+    if "tags.failure_reason" in frame.columns:
+        ids = {t.trial_id for t in failed}
+        rows = frame[(frame["tags.kind"] == "trial") & frame["tags.trial_id"].isin(ids)]
+        reasons = [r for r in rows["tags.failure_reason"].dropna()]
+    if not reasons:  # runs not found: keras-tuner's own message, whose last line names the error
+        reasons = [(t.message or "unknown").strip().splitlines()[-1] for t in failed]
+    # "Diverged: training diverged: …" reads better without the class name its message repeats.
+    reasons = [r.split(": ", 1)[1] if r.startswith(("Diverged: ", "FailedTrialError: ")) else r for r in reasons]
+    reason, count = Counter(reasons).most_common(1)[0]
+    return f"{reason[:300]}" + (f" ({count} of {len(failed)} trials)" if len(failed) > 1 else "")
 
 
 def finish(study: Study, tuner: StudyTuner, lost_figures: list[str]) -> dict[str, float]:
@@ -50,7 +86,7 @@ def finish(study: Study, tuner: StudyTuner, lost_figures: list[str]) -> dict[str
     ``lost_figures`` names trial runs whose background figures failed (those runs are FAILED).
 
     Raises:
-        RuntimeError: every trial failed.
+        TrainingFailed: every trial failed (the message names the most common reason).
     """
     s = study.settings
     trials = list(tuner.oracle.trials.values())
@@ -59,8 +95,7 @@ def finish(study: Study, tuner: StudyTuner, lost_figures: list[str]) -> dict[str
     mlflow.log_metrics({"trials_completed": len(completed), "trials_failed": len(failed),
                         "trial_figures_failed": len(lost_figures)})
     if not completed:
-        reasons = "; ".join((t.message or "").strip().splitlines()[-1][:200] for t in failed[:3])
-        raise RuntimeError(f"every trial of study '{s.name}' failed ({len(failed)}): {reasons}")
+        raise TrainingFailed(f"every trial of study '{s.name}' failed; most common reason: {_common_reason(study, failed)}")
     best_trial = tuner.oracle.get_best_trials(1)[0]
     values, best_cfg = study.trial_values(best_trial)
     data = study.data_for(best_cfg)
@@ -74,7 +109,7 @@ def finish(study: Study, tuner: StudyTuner, lost_figures: list[str]) -> dict[str
     result = engine.assess(fitted, data, with_test=True)
     frame = tracking.children(study.parent_id)
     run_ids = frame[(frame["tags.kind"] == "trial") & (frame["tags.trial_id"] == best_trial.trial_id)]["run_id"]
-    base = frame[frame["tags.kind"] == "baseline"]
+    base = frame[(frame["tags.kind"] == "baseline") & (frame["status"] == "FINISHED")]
     obj, metrics = s.objective, result.metrics
     best_base = base[f"metrics.{obj}"].max() if s.sign > 0 else base[f"metrics.{obj}"].min()
     margin = s.sign * (metrics[obj] - best_base) if len(base) else float("nan")
@@ -120,6 +155,7 @@ def tune(cfg: DictConfig) -> dict[str, float]:
     with tracker.run(run_id=parent_id):
         if not resumed:
             tracking.log_config(cfg)
+            engine.log_data(data)
         else:
             mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config_resumed.yaml")
         done = set(tracking.children(parent_id).get("tags.baseline", pd.Series(dtype=str)).dropna())
@@ -133,7 +169,12 @@ def tune(cfg: DictConfig) -> dict[str, float]:
             print(f"study {settings.name}: {settings.tuner} search of {len(params)} parameters, {settings.max_trials} "
                   f"trials{f' (resuming: {previously} done)' if resumed else ''}; objective {settings.objective} "
                   f"({settings.direction}); MLflow parent run {parent_id}", flush=True)
-            tuner.search(verbose=0)
+            try:
+                tuner.search(verbose=0)
+            except RuntimeError as exc:  # keras-tuner's max_consecutive_failures: finish says why
+                if not str(exc).startswith("Number of consecutive failures"):
+                    raise
+                print(f"warning: the search stopped: {str(exc).splitlines()[0]}", flush=True)
             lost = figures.close()
         return finish(study, tuner, lost)
 

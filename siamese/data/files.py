@@ -61,6 +61,8 @@ class TableFormat:
 
 
 SEPARATORS = (",", ";", "\t", "|")
+# Names for data.sep, since ';' and a tab need quoting on a command line (Hydra and the shell).
+SEPARATOR_NAMES = {"comma": ",", "semicolon": ";", "tab": "\t", "pipe": "|", "\\t": "\t"}
 _DECIMAL_COMMA = re.compile(r"\s*[-+]?\d*,\d+([eE][-+]?\d+)?\s*")
 
 
@@ -80,7 +82,7 @@ def csv_format(path: Path, given: TableFormat = TableFormat()) -> TableFormat:
     """
     lines = _head_lines(path)
     header = lines[0] if lines else ""
-    sep = {"tab": "\t", "\\t": "\t"}.get(given.sep, given.sep) if given.sep else max(SEPARATORS, key=header.count)
+    sep = SEPARATOR_NAMES.get(given.sep, given.sep) if given.sep else max(SEPARATORS, key=header.count)
     if not given.sep and header.count(sep) == 0:
         sep = ","
     decimal = given.decimal
@@ -97,9 +99,9 @@ def csv_names(path: Path, fmt: TableFormat) -> list[str]:
     with table_errors(path):
         names = [str(c) for c in pd.read_csv(path, nrows=0, sep=fmt.sep, decimal=fmt.decimal).columns]
     if len(names) == 1:
-        for other, shown, setting in ((";", "';'", ";"), ("\t", "a tab", "tab")):
+        for other, shown, kind, setting in ((";", "';'", ";", "semicolon"), ("\t", "a tab", "tab", "tab")):
             if other in names[0] and other != fmt.sep:
-                raise DataError(f"{path}: the header is one field holding {shown}, so the file looks {setting}-separated: "
+                raise DataError(f"{path}: the header is one field holding {shown}, so the file looks {kind}-separated: "
                                 f"set data.sep={setting} (or leave data.sep unset to sniff it)")
     return names
 
