@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from siamese.data.digits import build_digits
-from siamese.data.files import TableFormat, file_sha256
+from siamese.data.files import TableFormat, check_file, file_sha256
 from siamese.data.identity import leakage
 from siamese.data.pairs import CHUNK, ColumnSpec, PairSet
 from siamese.data.split import Preprocessor, check_class_counts, split_validation
@@ -58,6 +58,7 @@ def data_files(cfg: Any) -> tuple[Path, Path]:
         if not path.exists():
             hint = f" ({cfg.missing_hint})" if cfg.get("missing_hint") else ""
             raise DataError(f"{path}: file not found{hint}")
+        check_file(path)
     return train, test
 
 

@@ -220,9 +220,10 @@ def _read_csv(path: Path, spec: ColumnSpec, chunk_rows: int | None, fmt: TableFo
     n = max(_count_rows(path), 0)
     d = len(spec.left)
     buffer, y, filled = np.empty((n, 2 * d), np.float32), np.empty(n, np.float32), 0
-    columns = [*spec.features, spec.label]
     with table_errors(path):
-        chunks = pd.read_csv(path, chunksize=chunk_rows, sep=fmt.sep, decimal=fmt.decimal, usecols=columns)
+        # Every column is parsed (no usecols): pandas checks each row's field count only then,
+        # and a row with a field too many (a stray separator) shifts the values after it.
+        chunks = pd.read_csv(path, chunksize=chunk_rows, sep=fmt.sep, decimal=fmt.decimal)
         for chunk in chunks:
             part = frame_to_pairs(chunk, spec, path, first_line=filled + 2)
             end = filled + len(part)
