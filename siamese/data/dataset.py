@@ -75,7 +75,7 @@ def _notes(spec: ColumnSpec, dropped: dict[str, list[str]], leaks: dict[str, int
                          "(a saved index or listed in data.ignore)")
     seen, dup = leaks["test_pairs_seen_in_train"], leaks["val_pairs_duplicated_in_train"]
     if seen or dup:
-        notes.append(f"warning: leakage: {seen} of {n_test} test pairs have both sides in the training split, "
+        notes.append(f"warning: leakage: {seen} of {n_test} test pairs have both sides in the training file, "
                      f"{dup} of {n_val} validation pairs repeat a training pair (logged as test_pairs_seen_in_train, "
                      "val_pairs_duplicated_in_train)")
     return notes

@@ -42,15 +42,15 @@ def pair_ids(left: np.ndarray, right: np.ndarray) -> np.ndarray:
 
 
 def leakage(train: PairSet, val: PairSet, test: PairSet) -> dict[str, int]:
-    """How much of validation and test the training split has already seen.
+    """How much of validation and test the training file has already shown.
 
     Returns:
         ``test_pairs_seen_in_train``: test pairs whose two sides both appear (on either side) in
-        a training pair; ``val_pairs_duplicated_in_train``: validation pairs equal to a training
-        pair (either order).
+        the training file (training and validation split); ``val_pairs_duplicated_in_train``:
+        validation pairs equal to a pair of the training split (either order).
     """
     ids = {name: (vector_ids(p.left), vector_ids(p.right)) for name, p in (("train", train), ("val", val), ("test", test))}
-    seen = np.union1d(*ids["train"])
+    seen = np.union1d(np.union1d(*ids["train"]), np.union1d(*ids["val"]))
     both = np.isin(ids["test"][0], seen) & np.isin(ids["test"][1], seen)
     dup = np.isin(pair_ids(*ids["val"]), pair_ids(*ids["train"]))
     return {"test_pairs_seen_in_train": int(both.sum()), "val_pairs_duplicated_in_train": int(dup.sum())}
