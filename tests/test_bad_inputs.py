@@ -25,7 +25,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import compose_cfg, random_pairs
+from conftest import compose_cfg, random_pairs, run_cli, tracking_overrides
 from siamese.bundle import ModelBundle
 from siamese.data import Preprocessor, load_dataset
 from siamese.errors import ConfigError, DataError, TrackingError, UserError
@@ -436,3 +436,108 @@ def test_bad_tracking_store(make_cfg, store, tmp_path, case, uri, message):
         train(make_cfg(f"tracking.uri={uri(tmp_path)}"))
     assert re.search(message, one_line(err.value)), err.value
     assert_nothing_written(store)
+
+
+def test_predict_reads_inputs_by_name(models, tmp_path):
+    """Wrong today 15 and 2: an input in another column order, with a saved index, scores the same."""
+    frame = table(30)
+    shuffled = frame[list(np.random.default_rng(2).permutation(frame.columns))]
+    ordered = predict(predict_cfg(models, f"model_uri={models.folder}", f"input={write(frame, tmp_path / 'a.csv')}",
+                                  f"output={tmp_path / 'a.scored.csv'}"))
+    other = predict(predict_cfg(models, f"model_uri={models.folder}",
+                                f"input={write(shuffled, tmp_path / 'b.csv', index=True)}", f"output={tmp_path / 'b.scored.csv'}"))
+    a, b = pd.read_csv(tmp_path / "a.scored.csv"), pd.read_csv(tmp_path / "b.scored.csv")
+    np.testing.assert_array_equal(a["score"], b["score"])
+    assert ordered["metrics"] == other["metrics"] and list(b.columns[:2]) == ["Unnamed: 0", shuffled.columns[0]]
+
+
+# -- the CLI: a UserError is one line and exit 2; training that fails is one line and exit 1 ---------
+def stderr_lines(proc) -> list[str]:
+    return [line for line in proc.stderr.splitlines() if line.strip()]
+
+
+def report_cli(store: Path, *args: str):
+    """``siamese.report`` (no TensorFlow): the same entry wrapper as every task, cheap to start."""
+    return run_cli("report", *tracking_overrides(store), *args, timeout=120)
+
+
+def test_cli_keeps_hydras_caret_for_an_unquoted_non_ascii_path(store):
+    proc = report_cli(store, "data.train=/tmp/données/x.csv")
+    lines = stderr_lines(proc)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert lines[0] == "error: LexerNoViableAltException: data.train=/tmp/données/x.csv"
+    assert lines[1].strip() == "^" and lines[1].index("^") == lines[0].index("é")  # under the culprit
+    assert any("hydra.cc/docs" in line for line in lines) and lines[-1].startswith("hint: quote the value")
+    assert store_state(store) == {"runs": [], "versions": []}
+
+
+def test_cli_keeps_hydras_quoting_hint_for_a_comma_in_a_path(store):
+    proc = report_cli(store, "data.train=/tmp/a,b/x.csv")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert stderr_lines(proc)[0] == "error: Ambiguous value for argument 'data.train=/tmp/a,b/x.csv'"
+    assert "2. To use it as string, quote the value: key=\\'value1,value2\\'" in proc.stderr
+
+
+def test_cli_unopenable_store_is_one_line(tmp_path):
+    proc = run_cli("report", "tracking.uri=sqlite:////proc/x.db", timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert stderr_lines(proc) == ["error: tracking store sqlite:////proc/x.db: cannot create x.db in /proc (No such file "
+                                  "or directory); set tracking.uri=sqlite:///<a writable folder>/mlflow.db"]
+
+
+@pytest.mark.slow
+def test_cli_class_minimum_is_one_line_exit_2_before_any_run(store, tmp_path):
+    train_path = write(table(100, positives=2), tmp_path / "train.csv")
+    proc = run_cli("train", *tracking_overrides(store), *csv_data(train_path, write(table(100, seed=1), tmp_path / "te.csv")))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert stderr_lines(proc) == [f"error: {train_path}: 2 'same' (1) and 98 'different' (0) pairs: too few to keep at "
+                                  "least 5 of each class in both the training and the validation split "
+                                  "(data.min_class_count=5); add pairs of the rarer class"]
+    assert_nothing_written(store)
+
+
+@pytest.mark.slow
+def test_cli_diverged_run_is_one_line_exit_1_and_a_traceback_only_when_debugging(store, tmp_path):
+    data = csv_data(write(table(200, scale=1e18), tmp_path / "huge.csv"), write(table(100, seed=1), tmp_path / "te.csv"))
+    args = [*tracking_overrides(store), *data, "loss=contrastive", "training.epochs=1", "training.verbose=0"]
+    proc = run_cli("train", *args)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    (line,) = stderr_lines(proc)
+    assert re.fullmatch(r"error: training diverged: loss is nan at epoch 1 \(features up to [\d.]+e18; "
+                        r"try data.preprocess=standardize\)", line), line
+    assert store_state(store)["runs"] == ["FAILED"]
+    debug = run_cli("train", *args, env={"SIAMESE_DEBUG": "1"})
+    assert debug.returncode == 1 and "Traceback (most recent call last)" in debug.stderr
+    assert stderr_lines(debug)[-1] == line
+    assert store_state(store)["runs"] == ["FAILED", "FAILED"]
+
+
+@pytest.mark.slow
+def test_cli_foreign_model_refused_before_its_code_runs(models, tmp_path):
+    out = tmp_path / "scored.csv"
+    proc = run_cli("predict", *tracking_overrides(models.store), f"model={models.foreign}",
+                   f"input={write(table(20), tmp_path / 'pairs.csv')}", f"output={out}")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    (line,) = stderr_lines(proc)
+    assert line.startswith(f"error: {models.foreign} is an MLflow model, but not one logged by siamese")
+    assert not models.marker.exists() and not out.exists()
+
+
+@pytest.mark.slow
+def test_cli_study_whose_every_trial_fails_names_the_reason(store, tmp_path):
+    """Wrong today 8: one line and exit 1 naming the most common reason; baselines FAILED, not FINISHED."""
+    conf = tmp_path / "conf" / "search"
+    conf.mkdir(parents=True)
+    (conf / "depth.yaml").write_text("name: depth\nobjective: val_auc\ndirection: max\n"
+                                     "params:\n  model.depth: {type: int, min: 1, max: 2}\n")
+    data = csv_data(write(table(200, scale=1e30), tmp_path / "huge.csv"), write(table(100, seed=1), tmp_path / "te.csv"))
+    proc = run_cli("tune", *tracking_overrides(store), *data, f"hydra.searchpath=[file://{tmp_path}/conf]",
+                   "search=depth", "tuner=grid", "tuner.max_trials=2", "loss=contrastive", "training.epochs=1",
+                   "trial_figures=false", f"study_dir={tmp_path}/study", "study=dv", timeout=600)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    (line,) = stderr_lines(proc)
+    assert re.fullmatch(r"error: every trial of study 'dv' failed; most common reason: training diverged: loss is "
+                        r"(nan|inf) at epoch 1 \(features up to [\d.]+e30; try data.preprocess=standardize\) "
+                        r"\(2 of 2 trials\)", line), line
+    assert proc.stdout.count("its run is FAILED") == 2  # both baselines
+    assert sorted(store_state(store)["runs"]) == ["FAILED"] * 5  # parent, two baselines, two trials
