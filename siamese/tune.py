@@ -13,12 +13,15 @@ from siamese import backend  # noqa: F401  (TensorFlow's start-up, quietly, befo
 
 import json
 import math
+import os
 import warnings
 from collections import Counter
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
+from keras_tuner.src import config as kt_config
 from omegaconf import DictConfig, OmegaConf
 from sklearn.exceptions import ConvergenceWarning
 
@@ -32,6 +35,9 @@ from siamese.study import Study, StudySettings, StudyTuner, make_oracle, open_pa
 # The bayesian oracle's Gaussian process warns about length scales at its bounds on most fits;
 # it is not actionable by a user and buries the progress lines.
 warnings.filterwarnings("ignore", category=ConvergenceWarning)
+# keras-tuner prints every failed trial's traceback to stderr (its config.DEBUG defaults to True);
+# the trial's run keeps the reason and the progress line says FAILED. SIAMESE_DEBUG=1 brings it back.
+kt_config.DEBUG = os.environ.get("SIAMESE_DEBUG", "") not in ("", "0")
 
 
 class BaselineFailed(RuntimeError):
@@ -50,8 +56,10 @@ def run_baselines(tracker: tracking.Tracker, study: str, data: Dataset, done: se
             continue
         try:
             with tracker.run(f"baseline-{name}", nested=True, tags={"kind": "baseline", "baseline": name, "study": study}):
-                try:
-                    metrics = baselines.score_baseline(make(data), data)
+                try:  # overflow and NaN are judged below, not warned about line by line
+                    with np.errstate(all="ignore"), warnings.catch_warnings():
+                        warnings.simplefilter("ignore", RuntimeWarning)
+                        metrics = baselines.score_baseline(make(data), data)
                 except (ValueError, ArithmeticError) as exc:  # sklearn on NaN/inf, or one class in a split
                     raise BaselineFailed(f"{type(exc).__name__}: {exc}".splitlines()[0]) from exc
                 bad = sorted(k for k, v in metrics.items() if not math.isfinite(v))
