@@ -14,7 +14,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from siamese.data import PREPROCESSING
-from siamese.data.files import SEPARATOR_NAMES, SEPARATORS
+from siamese.data.files import DECIMAL_NAMES, SEPARATOR_NAMES, SEPARATORS
 from siamese.errors import ConfigError
 from siamese.feed import FEEDS
 from siamese.losses import LOSS_TARGET
@@ -93,7 +93,7 @@ RULES: dict[str, Rule] = {
     "training.jit_compile": _choice(("auto", True, False)),
     "data.val_fraction": Rule("float", 0.0, 1.0, lo_open=True, hi_open=True),
     "data.min_class_count": _int(1), "data.shuffle": BOOL, "data.preprocess": _choice(PREPROCESSING),
-    "data.sep": _choice((*SEPARATORS, *SEPARATOR_NAMES), nullable=True), "data.decimal": _choice((".", ","), nullable=True),
+    "data.sep": _choice((*SEPARATORS, *SEPARATOR_NAMES), nullable=True), "data.decimal": _choice((".", ",", *DECIMAL_NAMES), nullable=True),
 }
 
 

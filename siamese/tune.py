@@ -79,7 +79,7 @@ def _common_reason(study: Study, failed: list) -> str:
     if "tags.failure_reason" in frame.columns:
         ids = {t.trial_id for t in failed}
         rows = frame[(frame["tags.kind"] == "trial") & frame["tags.trial_id"].isin(ids)]
-        reasons = [r for r in rows["tags.failure_reason"].dropna()]
+        reasons = list(rows["tags.failure_reason"].dropna())
     if not reasons:  # runs not found: keras-tuner's own message, whose last line names the error
         reasons = [(t.message or "unknown").strip().splitlines()[-1] for t in failed]
     # "Diverged: training diverged: …" reads better without the class name its message repeats.

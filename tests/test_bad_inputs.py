@@ -181,7 +181,7 @@ FILE_PAIR_CASES = [
      r"header is one field holding ';', so the file looks ;-separated: set data.sep=semicolon"),
     ("tabs read as commas", lambda d, tr, te: (write(table(), d / "t.csv", sep="\t"), te), ["data.sep=comma"], DataError,
      r"header is one field holding a tab, so the file looks tab-separated: set data.sep=tab"),
-    ("decimal comma read as point", lambda d, tr, te: (semicolons(d / "t.csv"), te), ["data.decimal=."], DataError,
+    ("decimal comma read as point", lambda d, tr, te: (semicolons(d / "t.csv"), te), ["data.decimal=point"], DataError,
      r"column 'v0' line 2 is not numeric: '-?\d+,\d+"),
     ("train/test width mismatch", lambda d, tr, te: (tr, write(table(100, d=3), d / "te.csv")), [], DataError,
      r"te\.csv: vectors are 3 wide but the training file's are 4"),

@@ -63,6 +63,7 @@ class TableFormat:
 SEPARATORS = (",", ";", "\t", "|")
 # Names for data.sep, since ';' and a tab need quoting on a command line (Hydra and the shell).
 SEPARATOR_NAMES = {"comma": ",", "semicolon": ";", "tab": "\t", "pipe": "|", "\\t": "\t"}
+DECIMAL_NAMES = {"comma": ",", "point": ".", "dot": "."}
 _DECIMAL_COMMA = re.compile(r"\s*[-+]?\d*,\d+([eE][-+]?\d+)?\s*")
 
 
@@ -85,7 +86,7 @@ def csv_format(path: Path, given: TableFormat = TableFormat()) -> TableFormat:
     sep = SEPARATOR_NAMES.get(given.sep, given.sep) if given.sep else max(SEPARATORS, key=header.count)
     if not given.sep and header.count(sep) == 0:
         sep = ","
-    decimal = given.decimal
+    decimal = DECIMAL_NAMES.get(given.decimal, given.decimal) if given.decimal else None
     if decimal is None:
         fields = [f for line in lines[1:] for f in line.split(sep)]
         decimal = "," if sep != "," and any(_DECIMAL_COMMA.fullmatch(f) for f in fields) else "."
