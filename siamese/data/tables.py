@@ -89,12 +89,13 @@ def _check_finite(values: np.ndarray, columns: list[str], path: str | Path, firs
 def _labels(series: pd.Series, path: str | Path, first_line: int) -> np.ndarray:
     if series.dtype == bool:
         return series.to_numpy(dtype=np.float32)
+    numbers = series
     if series.dtype == object or pd.api.types.is_string_dtype(series):  # pandas 3 reads text as "str"
         lowered = series.astype(str).str.strip().str.lower()
-        series = lowered.map({"true": 1.0, "false": 0.0}).where(
+        numbers = lowered.map({"true": 1.0, "false": 0.0}).where(
             lowered.isin(["true", "false"]), pd.to_numeric(series, errors="coerce")
         )
-    values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64)
+    values = pd.to_numeric(numbers, errors="coerce").to_numpy(dtype=np.float64)
     bad = np.flatnonzero(~np.isin(values, [0.0, 1.0]))
     if len(bad):
         row = int(bad[0])
