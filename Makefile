@@ -41,7 +41,10 @@ predict: setup
 	$(PY) -m siamese.predict $(ARGS)
 
 # The registry lives in the local store; uvicorn is found on PATH (.venv/bin, exported above).
+# The model is checked first (its MLmodel and bundle.json, Keras safe mode): a model siamese did
+# not log is refused before the server would run its code.
 serve: setup
+	MLFLOW_TRACKING_URI=$(STORE) $(PY) -m siamese.registry $(MODEL)
 	MLFLOW_TRACKING_URI=$(STORE) $(VENV)/bin/mlflow models serve -m $(MODEL) --env-manager local \
 	  --host $(HOST) --port $(SERVE_PORT)
 

@@ -17,8 +17,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from siamese.data import ColumnSpec, PairSet, Preprocessor, frame_to_pairs
-from siamese.errors import DataError
+from siamese.data import ColumnSpec, PairSet, Preprocessor, check_columns, frame_to_pairs
 from siamese.metrics import evaluate
 from siamese.model import outputs, scores
 
@@ -63,22 +62,18 @@ class ModelBundle:
     def spec(self) -> ColumnSpec:
         """The training file's columns (``v0 … v{2d-1}`` and ``class`` by default)."""
         c = self.columns
-        return ColumnSpec(c["label"] or "class", list(c["left"]), list(c["right"]))
+        return ColumnSpec(c["label"] or "class", list(c["left"]), list(c["right"]), list(c.get("ignore") or []))
 
-    def check_width(self, names: list[str], source: str) -> None:
-        """A table whose feature columns do not match the model's is an error naming the gap.
+    def check_columns(self, names: list[str], source: str) -> list[str]:
+        """A table must have the model's feature columns by name (any order; label optional).
+
+        Returns:
+            The columns that are not read: saved index columns and the training's ``data.ignore``.
 
         Raises:
-            DataError: a wrong number of feature columns, or a model column missing.
+            DataError: a missing or extra column, naming them.
         """
-        spec = self.spec
-        features = [n for n in names if n != spec.label]
-        missing = [c for c in spec.features if c not in names]
-        if len(features) != 2 * self.dim:
-            raise DataError(f"{source}: {len(features)} feature columns, but the model takes {2 * self.dim} "
-                            f"({self.dim} a side: {spec.left[0]}…{spec.left[-1]} | {spec.right[0]}…{spec.right[-1]})")
-        if missing:
-            raise DataError(f"{source}: column '{missing[0]}' is missing (the model takes {spec.left[0]}…{spec.right[-1]})")
+        return check_columns(names, self.spec, source, labelled=False, what="the model")
 
     def pairs(self, frame: pd.DataFrame, source: str = "input", first_line: int = 2) -> PairSet:
         """Validated raw pairs from a frame in the training file's format (label optional)."""

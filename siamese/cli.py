@@ -1,20 +1,24 @@
 """Thin Hydra entry points: compose the config, call one plain function, map errors to exit codes.
 
-Exit codes: 0 success, 2 bad input or config (one line on stderr), 1 anything else.
+Exit codes: 0 success, 2 bad input or config (one line on stderr), 1 anything else (training
+that diverged, or a study whose every trial failed, also in one line; ``SIAMESE_DEBUG=1`` adds
+the traceback).
 """
 
 from __future__ import annotations
 
 import io
+import os
 import signal
 import sys
+import traceback
 from typing import Any, Callable
 
 import hydra
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from siamese.errors import UserError, required_values
+from siamese.errors import TrainingFailed, UserError, required_values
 from siamese.paths import config_dir
 
 
@@ -34,6 +38,24 @@ def _one_line(report: str) -> str:
             message += f" ({line.rstrip(':').lower()}: {', '.join(options)})"
             break
     return message
+
+
+def _hydra_message(report: str) -> str:
+    """What to print for a config Hydra could not compose: its own message where it shows the fix
+    (a caret under the bad character, a quoting hint), else :func:`_one_line`."""
+    lines = [ln.rstrip() for ln in report.splitlines() if ln.strip() and "HYDRA_FULL_ERROR" not in ln]
+    caret = next((i for i, ln in enumerate(lines) if ln.strip() == "^"), None)
+    if caret is None and not any("quote the value" in ln for ln in lines):
+        return f"error: {_one_line(report)}"
+    # The caret lines up under the first line, which gains "error: " (7 characters).
+    out = [f"error: {lines[0].strip()}", *((" " * 7 + ln if i == caret else ln.strip()) for i, ln in enumerate(lines[1:], 1))]
+    if caret is not None:
+        out.append("hint: quote the value for Hydra inside shell quotes, e.g. 'data.train=\"/path/with é or ,/x.csv\"'")
+    return "\n".join(out)
+
+
+def _debug() -> bool:
+    return os.environ.get("SIAMESE_DEBUG", "") not in ("", "0")
 
 
 class Terminated(KeyboardInterrupt):
@@ -97,9 +119,11 @@ def entry(task: Callable[[DictConfig], Any], config_name: str, **argv_rules: Any
         try:
             with required_values():  # a ``???`` value not given: one line naming the key
                 return task(cfg)
-        except UserError as exc:
+        except (UserError, TrainingFailed) as exc:  # one line; the traceback only with SIAMESE_DEBUG=1
+            if _debug():
+                traceback.print_exc()
             print(f"error: {exc}", file=sys.stderr)
-            sys.exit(2)
+            sys.exit(2 if isinstance(exc, UserError) else 1)
 
     app = hydra.main(version_base=None, config_path=str(config_dir()), config_name=config_name)(task_function)
 
@@ -120,7 +144,7 @@ def entry(task: Callable[[DictConfig], Any], config_name: str, **argv_rules: Any
             # config, bad override syntax) before the task starts: that is bad config, code 2.
             if exc.code == 1 and not started:
                 sys.stderr = real_stderr
-                print(f"error: {_one_line(held.getvalue())}", file=sys.stderr)
+                print(_hydra_message(held.getvalue()), file=sys.stderr)
                 sys.exit(2)
             raise
         finally:

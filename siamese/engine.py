@@ -27,18 +27,28 @@ from omegaconf import DictConfig
 
 from siamese import feed, tracking
 from siamese.bundle import ModelBundle
+from siamese.checks import MONITORS, check_config
 from siamese.data import Dataset, load_dataset
-from siamese.errors import ConfigError
+from siamese.errors import ConfigError, TrainingFailed
 from siamese.figures import FigureJob, Figures
 from siamese.losses import fixed_rule
 from siamese.metrics import auc, choose_thresholds
-from siamese.model import OPTIMIZERS, SCHEDULES, build_model, compile_model, output_kind, outputs, schedule_callbacks, scores
+from siamese.model import SCHEDULES, build_model, compile_model, output_kind, outputs, schedule_callbacks, scores
 
-MONITORS = {"val_loss": "min", "val_acc": "max", "val_auc_epoch": "max", "loss": "min"}
-
-
-class Diverged(RuntimeError):
+class Diverged(TrainingFailed):
     """Training produced a NaN or infinite loss, or non-finite scores."""
+
+
+def divergence_hint(data: Dataset, learning_rate: float | None = None) -> str:
+    """What to try after a divergence: ``" (features up to 1e18; try data.preprocess=standardize)"``
+    when unscaled features are large, else a lower learning rate."""
+    if data.preprocessor.kind == "none" and data.feature_scale > 10:
+        mantissa, exponent = f"{data.feature_scale:.1e}".split("e")
+        shown = f"{mantissa.removesuffix('.0')}e{int(exponent)}" if data.feature_scale >= 1e4 else f"{data.feature_scale:.4g}"
+        return f" (features up to {shown}; try data.preprocess=standardize)"
+    if learning_rate is not None:
+        return f" (try a lower optimizer.learning_rate, now {learning_rate:g})"
+    return ""
 
 
 @dataclass(frozen=True)
@@ -60,18 +70,13 @@ class RunSpec:
         """Check a run config before anything is opened or trained.
 
         Raises:
-            ConfigError: a bad seed, model/loss combination, optimizer, monitor or feed.
+            ConfigError: a bad seed, a setting out of range (:func:`siamese.checks.check_config`:
+                epochs, batch size, learning rate, margins, dropout, …), or a model/loss combination.
         """
         if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int):
             raise ConfigError(f"seed must be an integer, got {cfg.seed!r}")
+        check_config(cfg)
         kind = output_kind(cfg.model, cfg.loss.name)
-        if cfg.optimizer.name not in OPTIMIZERS:
-            raise ConfigError(f"optimizer.name={cfg.optimizer.name!r} is not one of {list(OPTIMIZERS)}")
-        stop = cfg.training.early_stopping
-        if stop.patience is not None and stop.monitor not in MONITORS:
-            raise ConfigError(f"training.early_stopping.monitor={stop.monitor!r} is not one of {list(MONITORS)}")
-        if cfg.training.feed not in feed.FEEDS:
-            raise ConfigError(f"training.feed={cfg.training.feed!r} is not one of {list(feed.FEEDS)}")
         if cfg.optimizer.get("schedule", "constant") not in SCHEDULES:
             raise ConfigError(f"optimizer.schedule={cfg.optimizer.schedule!r} is not one of {list(SCHEDULES)}")
         smoothing = float(cfg.loss.get("label_smoothing") or 0.0)
@@ -124,7 +129,8 @@ class EpochValidation(keras.callbacks.Callback):
         logs = logs if logs is not None else {}
         loss = logs.get("loss", 0.0)
         if not math.isfinite(loss):
-            raise Diverged(f"training diverged: loss is {loss} at epoch {epoch + 1}")
+            rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+            raise Diverged(f"training diverged: loss is {loss} at epoch {epoch + 1}{divergence_hint(self.data, rate)}")
         val = self.data.val
         out = outputs(self.model, val.left, val.right).astype(np.float32)
         parts = [(float(self.model.loss(val.y[i : i + self.CHUNK], out[i : i + self.CHUNK])), len(out[i : i + self.CHUNK]))
@@ -206,7 +212,7 @@ def assess(fitted: Fitted, data: Dataset, with_test: bool = True) -> Assessment:
         curves[name] = Curves(pairs.y, scores(raw, fitted.kind), raw)
     val = curves["val"]
     if not np.all(np.isfinite(val.scores)):
-        raise Diverged("the model's validation scores are NaN or infinite")
+        raise Diverged(f"training diverged: the model's validation scores are NaN or infinite{divergence_hint(data)}")
     chosen = choose_thresholds(val.y, val.scores)
     bundle = ModelBundle(fitted.model, data.preprocessor, fitted.kind, chosen["threshold"], chosen["f1_threshold"],
                          data.columns.to_dict())
@@ -250,17 +256,23 @@ def train_and_record(spec: RunSpec, data: Dataset, with_test: bool, log_model: b
 
 
 def prepare(cfg: DictConfig) -> tuple[RunSpec, tracking.Tracker, Dataset]:
-    """Everything that must pass before a run is opened: the config, the tracking store, the data."""
+    """Everything that must pass before a run is opened: the config, the tracking store, the data.
+
+    Prints the data's notes once: the columns taken as left, right and label, columns dropped,
+    and a leakage warning.
+    """
     spec = RunSpec.of(cfg)
     tracker = tracking.Tracker(cfg.tracking)
     data = load_dataset(cfg.data, spec.seed)
-    for line in data.notes:
-        print(line, flush=True)
-    seen = int(data.overlap.get("test_pairs_seen_in_train", 0))
-    if seen:
-        print(f"warning: {seen} of {len(data.test)} test pairs have a side identical to a vector of the training "
-              "data (metric test_pairs_seen_in_train): test figures may flatter the model", flush=True)
+    for note in data.notes:
+        print(note, flush=True)
     return spec, tracker, data
+
+
+def log_data(data: Dataset) -> None:
+    """What the data became, to the active run: ``columns.json`` (left, right, label, ignored
+    columns and the notes). The overlap counts are logged with each run's metrics."""
+    mlflow.log_dict({**data.columns.to_dict(), "notes": data.notes}, "columns.json")
 
 
 def describe(metrics: dict[str, Any]) -> str:

@@ -44,3 +44,11 @@ def required_values() -> Iterator[None]:
         key = _missing_key(exc)
         via = f" (by {exc.full_key})" if exc.full_key and exc.full_key != key else ""
         raise ConfigError(f"{key} is required{via}: set it on the command line, e.g. {key}=<value>") from None
+
+
+class TrainingFailed(RuntimeError):
+    """Training could not produce a model (it diverged, or every trial of a study failed).
+
+    Not the user's input at fault as such, so entry points exit 1, but with the one-line reason
+    and no traceback (``SIAMESE_DEBUG=1`` shows it).
+    """

@@ -19,6 +19,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from siamese import backend
+from siamese.data.split import NORM_FLOOR
 from siamese.errors import ConfigError
 from siamese.paths import resolve
 
@@ -31,8 +32,8 @@ META, LAYERS = "siamese.json", "siamese_layers.py"
 def meta(bundle: "ModelBundle", source: str) -> dict[str, Any]:
     """Everything needed besides the network: columns, preprocessing, score rule, thresholds.
 
-    Preprocessing is spelled out as ``(x / norm if l2_normalize) - mean) / scale`` per side, so
-    ``none`` is mean 0, scale 1.
+    Preprocessing is spelled out as ``(x / max(norm, norm_floor) if l2_normalize) - mean) / scale``
+    per side, so ``none`` is mean 0, scale 1, and a zero vector stays zero as in the product.
     """
     pre, d = bundle.preprocessor, bundle.dim
     mean = pre.mean if pre.mean is not None else np.zeros(d, np.float32)
@@ -45,6 +46,7 @@ def meta(bundle: "ModelBundle", source: str) -> dict[str, Any]:
         "label": bundle.spec.label,
         "preprocessing": pre.kind,
         "l2_normalize": pre.kind == "l2",
+        "norm_floor": NORM_FLOOR,
         "mean": [float(x) for x in mean],
         "scale": [float(x) for x in scale],
         "output": bundle.kind,

@@ -40,7 +40,7 @@ def score_file(bundle: "ModelBundle", source: Path, output: Path, chunk_rows: in
         with open(tmp, "w", newline="") as out:
             for chunk in read_chunks(source, chunk_rows):
                 if n_chunks == 0:
-                    bundle.check_width([str(c) for c in chunk.columns], str(source))
+                    bundle.check_columns([str(c) for c in chunk.columns], str(source))
                 pairs = bundle.pairs(chunk, str(source), first_line=n_rows + 2)
                 raw = bundle.raw(bundle.preprocessor.apply(pairs))
                 s, pred = bundle.decide(raw)

@@ -20,8 +20,8 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
 from siamese import backend, tracking
-from siamese.data import PairSet, data_files, file_sha256, read_pairs
-from siamese.errors import ConfigError, DataError, TrackingError
+from siamese.data import PairSet, TableFormat, data_files, file_sha256, read_pairs
+from siamese.errors import ConfigError, TrackingError
 
 if TYPE_CHECKING:
     from siamese.bundle import ModelBundle
@@ -133,9 +133,9 @@ def plan(cfg: DictConfig, tracker: tracking.Tracker) -> tuple[Plan, "ModelBundle
     row, uri = best_trial(parent)
     bundle = load_bundle(uri)
     _, test_path = data_files(cfg.data)
-    test, _ = read_pairs(test_path, cfg.data.label, cfg.data.get("left"), cfg.data.get("right"))
-    if test.dim != bundle.dim:
-        raise DataError(f"{test_path}: vectors are {test.dim} wide but the study's model takes {bundle.dim}")
+    # By the model's column names, as the study read its own test file.
+    test, _ = read_pairs(test_path, cfg.data.label, expect=bundle.spec, ignore=list(cfg.data.get("ignore") or []),
+                         fmt=TableFormat(cfg.data.get("sep"), cfg.data.get("decimal")))
     test_metrics = bundle.evaluate(test)
     metric = str(cfg.promote.metric or "test_" + objective.removeprefix("val_"))
     if metric not in test_metrics:

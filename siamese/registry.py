@@ -63,9 +63,47 @@ def log_pyfunc(bundle: ModelBundle, name: str = "model") -> mlflow.models.model.
             signature=signature(bundle), input_example=example, pip_requirements=requirements())
 
 
+def _bundle_folder(local: Path, uri: str) -> Path:
+    """Where a model folder keeps its siamese bundle, read from files only: nothing in it runs.
+
+    A bundle folder (``bundle.json`` + ``model.keras``) is itself; an MLflow model is ours when
+    its ``MLmodel`` names a ``bundle`` artifact of the python_function flavor holding a bundle.
+
+    Raises:
+        UserError: the folder is not a model, or an MLflow model that siamese did not log.
+    """
+    import yaml
+
+    if (local / META_FILE).exists():
+        return local
+    if not (local / "MLmodel").exists():
+        raise DataError(f"{uri}: holds neither a siamese model ({META_FILE}) nor an MLflow model (MLmodel)")
+    try:
+        flavor = (yaml.safe_load((local / "MLmodel").read_text()) or {}).get("flavors", {}).get("python_function") or {}
+        bundle = local / str(((flavor.get("artifacts") or {}).get(ARTIFACT) or {}).get("path", ""))
+    except (yaml.YAMLError, OSError, AttributeError) as exc:
+        raise UserError(f"{uri}: its MLmodel file cannot be read ({type(exc).__name__}); not a siamese model") from None
+    if bundle == local or not (bundle / META_FILE).is_file():
+        raise UserError(f"{uri} is an MLflow model, but not one logged by siamese (no '{ARTIFACT}' artifact with "
+                        f"{META_FILE}); refused without loading it, since loading runs the model's own code")
+    return bundle
+
+
+def _load_checked(folder: Path, uri: str) -> ModelBundle:
+    """:meth:`ModelBundle.load` (Keras safe mode), its failures as one line naming the model."""
+    try:
+        return ModelBundle.load(folder)
+    except Exception as exc:  # a damaged or foreign bundle: JSON, keys, or Keras refusing it
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise UserError(f"{uri}: not a loadable siamese model ({type(exc).__name__}: {first})") from None
+
+
 def load_bundle(uri: str, tracking_cfg: Any = None) -> ModelBundle:
     """A bundle from a pyfunc model (``models:/name@alias``, ``runs:/id/model``, a folder) or from a
     saved bundle folder (a study's or training run's ``model`` artifact, local or ``runs:/``).
+
+    The model's files are read, never its code run: ``MLmodel`` and ``bundle.json`` first, then
+    the Keras model in safe mode (see :func:`_bundle_folder`).
 
     Args:
         uri: where the model is.
@@ -82,14 +120,23 @@ def load_bundle(uri: str, tracking_cfg: Any = None) -> ModelBundle:
             local = Path(uri).expanduser()
             if not local.exists():
                 local = Path(mlflow.artifacts.download_artifacts(uri, dst_path=tmp))
-            if (local / META_FILE).exists():
-                return ModelBundle.load(local)
-            if not (local / "MLmodel").exists():
-                raise DataError(f"{uri}: holds neither a siamese model ({META_FILE}) nor an MLflow model (MLmodel)")
-            inner = mlflow.pyfunc.load_model(str(local)).unwrap_python_model()
         except (mlflow.exceptions.MlflowException, OSError) as exc:
             first = (getattr(exc, "message", None) or str(exc)).strip().splitlines()[0]
             raise UserError(f"cannot load model {uri}: {first}") from None
-    if not isinstance(inner, SiameseModel):
-        raise UserError(f"{uri} is an MLflow model, but not one logged by siamese")
-    return inner.bundle
+        return _load_checked(_bundle_folder(local, uri), uri)
+
+
+def main() -> None:
+    """``python -m siamese.registry URI``: check that URI is a siamese model before serving it (exit 2 if not)."""
+    import sys
+
+    try:
+        bundle = load_bundle(sys.argv[1])
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    print(f"{sys.argv[1]}: a siamese model ({bundle.kind} head, {bundle.dim} a side)")
+
+
+if __name__ == "__main__":
+    main()

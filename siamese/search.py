@@ -25,7 +25,9 @@ import keras_tuner as kt
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from siamese.checks import MARGIN_LOSSES, check_value
 from siamese.errors import ConfigError
+from siamese.metrics import choose_thresholds, evaluate
 
 TYPES = ("choice", "int", "float", "bool", "fixed")
 SPEC_KEYS = {"type", "values", "value", "min", "max", "step", "sampling", "default", "when"}
@@ -54,15 +56,16 @@ def _expected_type(value: Any) -> type | None:
 
 
 def _check_value(key: str, value: Any, current: Any) -> None:
-    """A value must fit the config key's current type (ints may stand in for floats; None-valued keys take anything)."""
+    """A value must fit the config key's current type (ints may stand in for floats; None-valued keys
+    take anything) and be one the key allows (:func:`siamese.checks.check_value`)."""
     want = _expected_type(current)
     got = _expected_type(value)
-    if want is None or value is None:
-        return
-    if want is float and got is int:
-        return
-    if want is not got:
+    if want is not None and value is not None and not (want is float and got is int) and want is not got:
         raise ConfigError(f"search space: {key} takes {want.__name__} values (now {current!r}), got {value!r}")
+    try:
+        check_value(key, value)
+    except ConfigError as exc:
+        raise ConfigError(f"search space: {exc}") from None
 
 
 def _check_spec(key: str, spec: dict[str, Any], current: Any) -> None:
@@ -97,6 +100,7 @@ def _check_spec(key: str, spec: dict[str, Any], current: Any) -> None:
         if spec.get("sampling") == "log" and lo <= 0:
             raise ConfigError(f"search space: {key} log sampling needs min > 0, got {lo}")
         _check_value(key, lo, current)
+        _check_value(key, hi, current)
         if kind == "float" and isinstance(current, int) and not isinstance(current, bool):
             raise ConfigError(f"search space: {key} takes int values (now {current!r}); use type int")
     elif kind == "bool":
@@ -154,7 +158,36 @@ def parse_space(space: Any, cfg: DictConfig) -> list[Param]:
             param = Param(key, name, {k: v for k, v in spec.items() if k != "when"}, when)
             params.append(param)
         seen[key] = params[-1] if len(variants) == 1 else Param(key, key, {"type": "choice", "values": sorted({v for p in params if p.key == key for v in (_possible_values(p) or [])}, key=str)})
+    _check_losses(seen, cfg)
     return params
+
+
+def trial_metrics(distance_head: bool = True) -> list[str]:
+    """The metric names a trial logs (an objective must be one), from the functions that make them."""
+    y, s = np.array([0.0, 1.0, 0.0, 1.0]), np.array([0.1, 0.9, 0.2, 0.8])
+    names = {f"val_{k}" for k in choose_thresholds(y, s)}
+    names |= set(evaluate(y, s, "val", 0.5, 0.5, distance=-s if distance_head else None))
+    return sorted(names | {"train_seconds", "epochs_run"})  # added by siamese.engine.train_and_record
+
+
+def _check_losses(seen: dict[str, Param], cfg: DictConfig) -> None:
+    """What depends on the losses trials can get: the objective's name, and a margin for contrastive ones.
+
+    Raises:
+        ConfigError: an objective no trial logs, or a contrastive loss with no margin.
+    """
+    losses = _possible_values(seen["loss.name"]) if "loss.name" in seen else None
+    losses = losses if losses is not None else [OmegaConf.select(cfg, "loss.name")]
+    objective = str(OmegaConf.select(cfg, "search.objective", default="val_auc"))
+    if objective not in trial_metrics():
+        raise ConfigError(f"search.objective={objective!r} is not a metric a trial logs; use one of {trial_metrics(False)}")
+    if objective not in trial_metrics(distance_head=False) and any(n not in MARGIN_LOSSES for n in losses):
+        raise ConfigError(f"search.objective={objective} is logged only by distance heads (contrastive losses), "
+                          f"but trials can have loss.name in {[n for n in losses if n not in MARGIN_LOSSES]}")
+    margin_losses = [n for n in losses if n in MARGIN_LOSSES]
+    if margin_losses and "loss.margin" not in seen and OmegaConf.select(cfg, "loss.margin") is None:
+        raise ConfigError(f"search space: trials can have loss.name={margin_losses[0]}, but loss.margin is null "
+                          f"(loss={OmegaConf.select(cfg, 'loss.name')}): search loss.margin, or set loss.margin=1.0")
 
 
 def _possible_values(param: Param) -> list[Any] | None:

@@ -69,8 +69,43 @@ def configure(cfg: Any) -> str:
             db.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise TrackingError(f"cannot create the tracking store folder {db.parent}: {exc}") from None
+        _check_sqlite(db, uri)
     mlflow.set_tracking_uri(uri)
     return uri
+
+
+def _check_sqlite(db: Path, uri: str) -> None:
+    """A SQLite store must open and take writes, else one line now (SQLAlchemy's tracebacks later).
+
+    An existing file is opened and a write transaction begun and rolled back; for a new one, the
+    folder must take a file (MLflow creates the database there).
+
+    Raises:
+        TrackingError: naming the store, the cause and the fix.
+    """
+    import sqlite3
+
+    fix = "set tracking.uri=sqlite:///<a writable folder>/mlflow.db"
+    if not db.exists():
+        try:
+            tempfile.NamedTemporaryFile(dir=db.parent, prefix=".siamese-probe-").close()
+        except OSError as exc:
+            raise TrackingError(f"tracking store {uri}: cannot create {db.name} in {db.parent} "
+                                f"({exc.strerror or exc}); {fix}") from None
+        return
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=rw", uri=True, timeout=30)
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            con.execute("PRAGMA schema_version")
+            con.rollback()
+        finally:
+            con.close()
+    except sqlite3.Error as exc:
+        if "locked" in str(exc):  # another job is writing: the store is fine
+            return
+        raise TrackingError(f"tracking store {uri}: {db} cannot be opened for writing as a SQLite database "
+                            f"({exc}); {fix}") from None
 
 
 class Tracker:

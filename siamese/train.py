@@ -20,7 +20,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     Raises:
         UserError: bad config, data or tracking store, before any run is opened.
-        engine.Diverged: the loss became NaN or infinite (the run ends FAILED).
+        engine.Diverged: the loss became NaN or infinite (the run ends FAILED; the CLI says why in
+            one line and exits 1).
     """
     backend.start(cfg.backend)
     from siamese import engine  # Keras: imported once the backend is chosen
@@ -29,6 +30,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     tags = tracking.reproducibility_tags(spec.seed, data.hashes, data.files)
     with tracker.run(cfg.get("run_name"), tags={**tags, "kind": "train"}):
         tracking.log_config(cfg)
+        engine.log_data(data)
         result = engine.train_and_record(spec, data, with_test=True, log_model=bool(cfg.tracking.log_model))
     print(engine.describe(result.metrics))
     return result.metrics

@@ -10,25 +10,34 @@ the study's state live in :mod:`siamese.study`; ranking and the study figures in
 from __future__ import annotations
 
 import json
+import math
+import os
 import warnings
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import mlflow
+import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 from sklearn.exceptions import ConvergenceWarning
 
 from siamese import backend, baselines, report, tracking
 from siamese.data import Dataset
+from siamese.errors import TrainingFailed
 from siamese.figures import Figures, mode_of
 
 if TYPE_CHECKING:
-    from siamese.study import Study, StudyTuner
+    from siamese.study import Study, StudySettings, StudyTuner
 
 # The bayesian oracle's Gaussian process warns about length scales at its bounds on most fits;
 # it is not actionable by a user and buries the progress lines.
 warnings.filterwarnings("ignore", category=ConvergenceWarning)
+
+
+class BaselineFailed(RuntimeError):
+    """A baseline could not score the data (NaN or infinite metrics, or its fit failed)."""
 
 
 def run_baselines(tracker: tracking.Tracker, study: StudySettings, data: Dataset, done: set[str],
@@ -36,23 +45,54 @@ def run_baselines(tracker: tracking.Tracker, study: StudySettings, data: Dataset
     """Each baseline as its own nested run of the active parent, unless this study already has it.
 
     The logistic regression's ``C`` is chosen on validation by the study's objective (param ``C``).
+    A baseline that cannot score (its fit fails, or a metric is NaN or infinite) ends FAILED with
+    its reason and a warning; the study goes on without it.
     """
     out = {}
     for name, make in baselines.study_baselines(logistic, study.objective, study.direction).items():
         if name in done:
             continue
-        with tracker.run(f"baseline-{name}", nested=True, tags={"kind": "baseline", "baseline": name, "study": study.name}):
-            scorer, params = make(data)
-            metrics = {**baselines.score_baseline(scorer, data), **data.overlap}
-            mlflow.log_params({k: v for k, v in params.items() if k != "by_C"})
-            if "by_C" in params:
-                mlflow.log_dict({str(c): v for c, v in params["by_C"].items()}, f"{study.objective}_by_C.json")
-            mlflow.log_metrics(metrics)
-            out[name] = metrics
-            chosen = f" (C={params['C']:.3g}, chosen on validation)" if "C" in params else ""
-            print(f"baseline {name}{chosen}: {study.objective}={metrics.get(study.objective, float('nan')):.4f} "
-                  f"test_accuracy={metrics['test_accuracy']:.4f}", flush=True)
+        try:
+            with tracker.run(f"baseline-{name}", nested=True,
+                             tags={"kind": "baseline", "baseline": name, "study": study.name}):
+                try:  # overflow and NaN are judged below, not warned about line by line
+                    with np.errstate(all="ignore"), warnings.catch_warnings():
+                        warnings.simplefilter("ignore", RuntimeWarning)
+                        scorer, params = make(data)
+                        metrics = {**baselines.score_baseline(scorer, data), **data.overlap}
+                except (ValueError, ArithmeticError) as exc:  # sklearn on NaN/inf, or one class in a split
+                    raise BaselineFailed(f"{type(exc).__name__}: {exc}".splitlines()[0]) from exc
+                bad = sorted(k for k, v in metrics.items() if not math.isfinite(v))
+                if bad:
+                    raise BaselineFailed(f"{', '.join(bad[:3])} {'is' if len(bad) == 1 else 'are'} NaN or infinite")
+                mlflow.log_params({k: v for k, v in params.items() if k != "by_C"})
+                if "by_C" in params:
+                    mlflow.log_dict({str(c): v for c, v in params["by_C"].items()}, f"{study.objective}_by_C.json")
+                mlflow.log_metrics(metrics)
+                out[name] = metrics
+        except BaselineFailed as exc:
+            print(f"warning: baseline {name} cannot score this data ({exc}); its run is FAILED", flush=True)
+            continue
+        chosen = f" (C={params['C']:.3g}, chosen on validation)" if "C" in params else ""
+        print(f"baseline {name}{chosen}: {study.objective}={metrics.get(study.objective, float('nan')):.4f} "
+              f"test_accuracy={metrics['test_accuracy']:.4f}", flush=True)
     return out
+
+
+def _common_reason(study: "Study", failed: list) -> str:
+    """The most common failure reason of a study's failed trials, from their runs' ``failure_reason``."""
+    frame = tracking.children(study.parent_id)
+    reasons = []
+    if "tags.failure_reason" in frame.columns:
+        ids = {t.trial_id for t in failed}
+        rows = frame[(frame["tags.kind"] == "trial") & frame["tags.trial_id"].isin(ids)]
+        reasons = list(rows["tags.failure_reason"].dropna())
+    if not reasons:  # runs not found: keras-tuner's own message, whose last line names the error
+        reasons = [(t.message or "unknown").strip().splitlines()[-1] for t in failed]
+    # "Diverged: training diverged: …" reads better without the class name its message repeats.
+    reasons = [r.split(": ", 1)[1] if r.startswith(("Diverged: ", "FailedTrialError: ")) else r for r in reasons]
+    reason, count = Counter(reasons).most_common(1)[0]
+    return f"{reason[:300]}" + (f" ({count} of {len(failed)} trials)" if len(failed) > 1 else "")
 
 
 def finish(study: "Study", tuner: "StudyTuner", lost_figures: list[str]) -> dict[str, float]:
@@ -61,7 +101,7 @@ def finish(study: "Study", tuner: "StudyTuner", lost_figures: list[str]) -> dict
     ``lost_figures`` names trial runs whose background figures failed (those runs are FAILED).
 
     Raises:
-        RuntimeError: every trial failed.
+        TrainingFailed: every trial failed (the message names the most common reason).
     """
     from siamese import confirm, engine  # Keras: imported once tune() chose the backend
 
@@ -72,8 +112,7 @@ def finish(study: "Study", tuner: "StudyTuner", lost_figures: list[str]) -> dict
     mlflow.log_metrics({"trials_completed": len(completed), "trials_failed": len(failed),
                         "trial_figures_failed": len(lost_figures)})
     if not completed:
-        reasons = "; ".join((t.message or "").strip().splitlines()[-1][:200] for t in failed[:3])
-        raise RuntimeError(f"every trial of study '{s.name}' failed ({len(failed)}): {reasons}")
+        raise TrainingFailed(f"every trial of study '{s.name}' failed; most common reason: {_common_reason(study, failed)}")
     best_trial = tuner.oracle.get_best_trials(1)[0]
     confirmed = confirm.confirm(study, tuner, confirm.ConfirmSettings.of(study.cfg))
     if confirmed is not None:  # the winner by mean over fresh seeds; its best seed's model is kept
@@ -134,9 +173,16 @@ def tune(cfg: DictConfig) -> dict[str, float]:
     """
     backend.start(cfg.backend)
     # keras-tuner and the engine import Keras: imported once the backend is chosen.
+    from keras_tuner.src import config as kt_config
+
     from siamese import confirm, engine
     from siamese.search import parse_space
     from siamese.study import Study, StudySettings, StudyTuner, make_oracle, open_parent
+
+    # keras-tuner prints every failed trial's traceback to stderr (its config.DEBUG defaults to
+    # True); the trial's run keeps the reason and the progress line says FAILED. SIAMESE_DEBUG=1
+    # brings it back.
+    kt_config.DEBUG = os.environ.get("SIAMESE_DEBUG", "") not in ("", "0")
 
     params = parse_space(cfg.search.params, cfg)
     settings = StudySettings.of(cfg)
@@ -149,6 +195,7 @@ def tune(cfg: DictConfig) -> dict[str, float]:
     with tracker.run(run_id=parent_id):
         if not resumed:
             tracking.log_config(cfg)
+            engine.log_data(data)
         else:
             mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config_resumed.yaml")
         mlflow.log_metrics(data.overlap)
@@ -163,7 +210,12 @@ def tune(cfg: DictConfig) -> dict[str, float]:
             print(f"study {settings.name}: {settings.tuner} search of {len(params)} parameters, {settings.max_trials} "
                   f"trials{f' (resuming: {previously} done)' if resumed else ''}; objective {settings.objective} "
                   f"({settings.direction}); MLflow parent run {parent_id}", flush=True)
-            tuner.search(verbose=0)
+            try:
+                tuner.search(verbose=0)
+            except RuntimeError as exc:  # keras-tuner's max_consecutive_failures: finish says why
+                if not str(exc).startswith("Number of consecutive failures"):
+                    raise
+                print(f"warning: the search stopped: {str(exc).splitlines()[0]}", flush=True)
             lost = figures.close()
         return finish(study, tuner, lost)
 

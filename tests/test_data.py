@@ -40,8 +40,10 @@ def test_explicit_columns_and_prefixes(tmp_path):
     pairs, spec = read_pairs(path, label="same", left="a_", right="b_")
     assert spec.left == ["a_x", "a_y"] and spec.right == ["b_x", "b_y"]
     np.testing.assert_array_equal(pairs.left, [[1, 5], [2, 6]])
-    pairs, _ = read_pairs(path, label="same", left=["b_y"], right=["a_x"])
+    pairs, _ = read_pairs(path, label="same", left=["b_y"], right=["a_x"], ignore=["a_y", "b_x"])
     np.testing.assert_array_equal(pairs.right[:, 0], [1, 2])
+    with pytest.raises(DataError, match="'b_x', 'a_y' are neither in data.left / data.right nor the label"):
+        read_pairs(path, label="same", left=["b_y"], right=["a_x"])
 
 
 def good_frame() -> pd.DataFrame:
@@ -90,7 +92,7 @@ def test_train_test_width_mismatch(make_cfg, tmp_path):
     test = good_frame().drop(columns=["v2", "v3"])
     test_path = write(tmp_path, test, "test.csv")
     cfg = make_cfg("data=csv", f"data.train={train}", f"data.test={test_path}", "data.val_fraction=0.5")
-    with pytest.raises(DataError, match="vectors are 1 wide but .* has 2"):
+    with pytest.raises(DataError, match="vectors are 1 wide but the training file's are 2"):
         load_dataset(cfg.data, 0)
 
 

@@ -114,7 +114,8 @@ def test_space_errors_before_any_trial(study_cfg, store, params, message):
 
 def test_default_spaces_parse(study_cfg):
     for name in ("default", "wide", "question"):
-        cfg = study_cfg(f"search={name}")
+        # The question's space switches to a contrastive loss: it needs the question's margin.
+        cfg = study_cfg(f"search={name}", *(["experiment=question"] if name == "question" else []))
         params = parse_space(cfg.search.params, cfg)
         assert {p.key for p in params} >= {"model.distance", "loss.name", "model.dropout"}
 

@@ -5,11 +5,15 @@ label column, 1 = same, 0 = different. CSV (optionally gzip) and Parquet read th
 
 Modules (each imports only those above it; ``digits`` stands alone):
 
-- :mod:`siamese.data.pairs`: :class:`PairSet`, :class:`ColumnSpec`, :func:`column_spec`, ``CHUNK``.
-- :mod:`siamese.data.tables`: reading and validating tables: :func:`read_chunks`,
-  :func:`frame_to_pairs`, :func:`read_pairs`, the CSV and Parquet readers, :func:`file_sha256`.
-- :mod:`siamese.data.identity`: :func:`~siamese.data.identity.vector_ids` (exact vector identity).
+- :mod:`siamese.data.pairs`: :class:`PairSet`, :class:`ColumnSpec`, :func:`column_spec`,
+  :func:`check_columns` (columns by name), ``CHUNK``.
+- :mod:`siamese.data.identity`: :func:`vector_ids` (exact vector identity, for leakage counts and
+  the grouped split).
 - :mod:`siamese.data.groups`: the grouped validation split (no vector on both sides of the cut).
+- :mod:`siamese.data.files`: file checks, the CSV dialect (:class:`TableFormat`), headers,
+  :func:`file_sha256`.
+- :mod:`siamese.data.tables`: reading and validating tables: :func:`read_chunks`,
+  :func:`frame_to_pairs`, :func:`read_table` / :func:`read_pairs`, the CSV and Parquet readers.
 - :mod:`siamese.data.split`: :func:`split_validation`, :class:`Preprocessor`, ``PREPROCESSING``.
 - :mod:`siamese.data.digits`: :func:`build_digits`, the embedded digits pairs.
 - :mod:`siamese.data.dataset`: :class:`Dataset`, :func:`data_files`, :func:`validation_file`,
@@ -20,9 +24,11 @@ Everything public is importable from ``siamese.data`` itself.
 
 from siamese.data.dataset import Dataset, data_files, load_dataset, validation_file
 from siamese.data.digits import build_digits
-from siamese.data.pairs import CHUNK, ColumnSpec, PairSet, column_spec
+from siamese.data.files import TableFormat, file_sha256, table_names
+from siamese.data.identity import vector_ids
+from siamese.data.pairs import CHUNK, ColumnSpec, PairSet, check_columns, column_spec
 from siamese.data.split import PREPROCESSING, Preprocessor, split_validation
-from siamese.data.tables import file_sha256, frame_to_pairs, read_chunks, read_pairs
+from siamese.data.tables import frame_to_pairs, read_chunks, read_pairs, read_table
 
 __all__ = [
     "CHUNK",
@@ -31,7 +37,9 @@ __all__ = [
     "Dataset",
     "PairSet",
     "Preprocessor",
+    "TableFormat",
     "build_digits",
+    "check_columns",
     "column_spec",
     "data_files",
     "file_sha256",
@@ -39,6 +47,9 @@ __all__ = [
     "load_dataset",
     "read_chunks",
     "read_pairs",
+    "read_table",
     "split_validation",
+    "table_names",
     "validation_file",
+    "vector_ids",
 ]

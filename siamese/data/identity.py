@@ -46,3 +46,19 @@ def pairs_seen(ids: tuple[np.ndarray, np.ndarray], known: np.ndarray) -> int:
     """How many pairs have a side (left or right id) among the ``known`` ids."""
     left, right = ids
     return int(np.sum(np.isin(left, known) | np.isin(right, known)))
+
+
+def pairs_known(ids: tuple[np.ndarray, np.ndarray], known: np.ndarray) -> int:
+    """How many pairs have both sides (left and right ids) among the ``known`` ids."""
+    left, right = ids
+    return int(np.sum(np.isin(left, known) & np.isin(right, known)))
+
+
+def pairs_repeated(ids: tuple[np.ndarray, np.ndarray], of: tuple[np.ndarray, np.ndarray]) -> int:
+    """How many pairs equal a pair of ``of``, in either order (every model here is symmetric)."""
+    def keys(sides: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        low, high = np.minimum(*sides), np.maximum(*sides)
+        return np.stack([low, high], axis=1)
+
+    known = {tuple(row) for row in keys(of).tolist()}
+    return sum(tuple(row) in known for row in keys(ids).tolist())

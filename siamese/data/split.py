@@ -17,6 +17,7 @@ from siamese.data.pairs import CHUNK, PairSet
 from siamese.errors import ConfigError, DataError
 
 PREPROCESSING = ("none", "standardize", "l2")
+NORM_FLOOR = 1e-12  # l2 preprocessing divides by max(norm, NORM_FLOOR): a zero vector stays zero
 SPLITS = ("auto", "grouped", "random")
 
 
@@ -125,6 +126,36 @@ def split_validation(pairs: PairSet, fraction: float, shuffle: bool, seed: int, 
     return apply_split(pairs, plan_split(pairs, fraction, shuffle, seed, mode, ids), inplace)
 
 
+def check_class_counts(source: str, train: PairSet, val: PairSet | None, minimum: int, fraction: float) -> None:
+    """Each class at least ``minimum`` times in the training and in the validation split.
+
+    With ``val`` None, ``train`` is the whole file before the split: it needs ``2 × minimum`` of
+    each class to leave ``minimum`` on both sides of the cut (and the stratified split needs two).
+
+    Raises:
+        DataError: naming the counts and the fix (``data.val_fraction``, more pairs,
+            ``data.min_class_count``).
+    """
+    def counts(p: PairSet) -> tuple[int, int]:
+        same = int(np.count_nonzero(p.y > 0.5))
+        return same, len(p) - same
+
+    setting = f"data.min_class_count={minimum}"
+    if val is None:
+        same, diff = counts(train)
+        if min(same, diff) < max(2 * minimum, 2):
+            raise DataError(f"{source}: {same} 'same' (1) and {diff} 'different' (0) pairs: too few to keep at least "
+                            f"{minimum} of each class in both the training and the validation split ({setting}); "
+                            "add pairs of the rarer class")
+        return
+    (ts, td), (vs, vd) = counts(train), counts(val)
+    if min(ts, td, vs, vd) < minimum:
+        raise DataError(f"{source}: the validation split (data.val_fraction={fraction}) has {vs} 'same' (1) and {vd} "
+                        f"'different' (0) pairs, the training split {ts} and {td}; each class needs at least {minimum} "
+                        f"in both ({setting}): change data.val_fraction, add pairs of the rarer class, or lower "
+                        "data.min_class_count")
+
+
 @dataclass
 class Preprocessor:
     """A transform fit on the training split only and applied to both sides alike."""
@@ -154,7 +185,7 @@ class Preprocessor:
             return ((x - self.mean) / self.scale).astype(np.float32)
         if self.kind == "l2":
             norm = np.linalg.norm(x, axis=1, keepdims=True)
-            return (x / np.maximum(norm, 1e-12)).astype(np.float32)
+            return (x / np.maximum(norm, NORM_FLOOR)).astype(np.float32)
         return x
 
     def apply(self, pairs: PairSet) -> PairSet:
