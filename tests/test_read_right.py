@@ -22,8 +22,8 @@ from siamese.train import train
 from test_bad_inputs import table, write
 
 
-def csv_cfg(make_cfg, train_path, test_path, *extra):
-    return make_cfg("data=csv", f"data.train={train_path}", f"data.test={test_path}", *extra)
+def csv_cfg(make_cfg, train_path, test_path, *extra, config="train"):
+    return make_cfg("data=csv", f"data.train={train_path}", f"data.test={test_path}", *extra, config=config)
 
 
 def same_data(a, b) -> None:
@@ -148,12 +148,15 @@ def test_divergence_fails_the_run_with_a_scale_hint(make_cfg, store, tmp_path):
 def test_baselines_that_cannot_score_are_failed(make_cfg, store, tmp_path, capsys):
     """Wrong today 8 (baselines): at 1e30 cosine overflows to NaN and the logistic fit sees inf."""
     from siamese import engine
+    from siamese.baselines import LogisticSettings
+    from siamese.study import StudySettings
     from siamese.tune import run_baselines
 
     huge = write(table(200, scale=1e30), tmp_path / "huge.csv")
-    spec, tracker, data = engine.prepare(csv_cfg(make_cfg, huge, write(table(100, seed=1), tmp_path / "te.csv")))
+    cfg = csv_cfg(make_cfg, huge, write(table(100, seed=1), tmp_path / "te.csv"), f"study_dir={tmp_path}/s", config="tune")
+    spec, tracker, data = engine.prepare(cfg)
     with tracker.run("parent") as parent:
-        scored = run_baselines(tracker, "s", data, set())
+        scored = run_baselines(tracker, StudySettings.of(cfg), data, set(), LogisticSettings.of(cfg.get("logistic")))
     assert scored == {}
     client = MlflowClient(f"sqlite:///{store}/mlflow.db")
     children = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")

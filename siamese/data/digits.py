@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from siamese.errors import DataError
 from siamese.paths import resolve
 
 
@@ -71,14 +72,22 @@ def build_digits(cache_dir: str | os.PathLike, seed: int = 0, n_train: int = 400
     train_path, val_path, test_path = folder / "train.csv", folder / VAL_FILE, folder / "test.csv"
     if train_path.exists() and val_path.exists() and test_path.exists():
         return train_path, test_path
-    folder.mkdir(parents=True, exist_ok=True)
     digits = load_digits()
     images = (digits.data / 16.0).astype(np.float32)
     idx_train, idx_test = train_test_split(
         np.arange(len(images)), test_size=test_images, random_state=seed, stratify=digits.target
     )
-    idx_train, idx_val = train_test_split(idx_train, test_size=val_fraction, random_state=seed,
-                                          stratify=digits.target[idx_train])
+    try:
+        idx_train, idx_val = train_test_split(idx_train, test_size=val_fraction, random_state=seed,
+                                              stratify=digits.target[idx_train])
+    except ValueError:
+        idx_val = np.empty(0, np.int64)
+    for pool, idx in (("training", idx_train), ("validation", idx_val)):
+        fewest = min(np.sum(digits.target[idx] == c) for c in range(10)) if len(idx) else 0
+        if fewest < 2:  # a "same" pair needs two images of one digit
+            raise DataError(f"data.val_fraction={val_fraction} leaves the digits' {pool} pool {fewest} image(s) of some "
+                            "digit (2 are needed for a pair); use a data.val_fraction nearer 0.2")
+    folder.mkdir(parents=True, exist_ok=True)
     n_val = int(round(n_train * val_fraction / (1.0 - val_fraction)))
     for path, idx, n, stream in ((train_path, idx_train, n_train, 0), (val_path, idx_val, n_val, 1),
                                  (test_path, idx_test, n_test, 2)):
