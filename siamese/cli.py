@@ -1,6 +1,7 @@
 """Thin Hydra entry points: compose the config, call one plain function, map errors to exit codes.
 
-Exit codes: 0 success, 2 bad input or config (one line on stderr), 1 anything else.
+Exit codes: 0 success, 2 bad input or config (one line on stderr), 130 stopped by Ctrl-C (SIGINT),
+143 stopped by SIGTERM (128 + the signal, as a shell reports it; one line each), 1 anything else.
 """
 
 from __future__ import annotations
@@ -36,13 +37,18 @@ def _one_line(report: str) -> str:
     return message
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the program is, so open runs end KILLED as on Ctrl-C (a bare SIGTERM
-    would leave them RUNNING, and a study's figure worker with them)."""
+class Stopped(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) or SIGTERM, raised where the program is, so open runs end KILLED with the
+    signal as their reason (a bare SIGTERM would leave them RUNNING)."""
+
+    def __init__(self, signum: int) -> None:
+        self.code = 128 + signum
+        name = signal.Signals(signum).name
+        super().__init__("stopped by Ctrl-C (SIGINT)" if signum == signal.SIGINT else f"stopped by signal {name}")
 
 
-def _terminate(signum: int, frame: Any) -> None:
-    raise Terminated(f"stopped by signal {signal.Signals(signum).name}")
+def _stop(signum: int, frame: Any) -> None:
+    raise Stopped(signum)
 
 
 def rewrite_argv(argv: list[str], rename: dict[str, str] | None = None, flags: dict[str, str] | None = None,
@@ -102,15 +108,17 @@ def entry(task: Callable[[DictConfig], Any], config_name: str, **argv_rules: Any
     def main() -> None:
         if argv_rules:
             sys.argv = rewrite_argv(sys.argv, **argv_rules)
-        signal.signal(signal.SIGTERM, _terminate)
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
         # Hold what Hydra prints before the task starts: if composition fails, it is condensed.
         sys.stderr = held
         try:
             app()
-        except Terminated as exc:
+        except KeyboardInterrupt as exc:
             sys.stderr = real_stderr
-            print(f"error: {exc}", file=sys.stderr)
-            sys.exit(1)
+            hint = "; run the same command again to resume the study" if config_name == "tune" else ""
+            print(f"error: {exc or 'stopped by Ctrl-C'}{hint}", file=sys.stderr)
+            sys.exit(exc.code if isinstance(exc, Stopped) else 130)
         except SystemExit as exc:
             # Hydra exits 1 on a config it cannot compose (unknown group option, key not in the
             # config, bad override syntax) before the task starts: that is bad config, code 2.
