@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 
 import hydra
 import keras_tuner as kt
+import keras_tuner.src.utils as kt_utils
 import mlflow
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
@@ -32,6 +34,20 @@ from siamese.report import short
 from siamese.search import Param, declare, trial_config
 
 BEST_DIR = "best_model"
+
+
+def _save_json_whole(path: str, obj: Any) -> str:
+    """keras-tuner's ``save_json``, but the file is replaced whole: a stop or SIGKILL while it writes
+    ``oracle.json`` or a ``trial.json`` would leave it truncated and the study unable to resume."""
+    text = json.dumps(obj)
+    partial = f"{path}.partial"
+    with open(partial, "w") as f:
+        f.write(text)
+    os.replace(partial, path)
+    return text
+
+
+kt_utils.save_json = _save_json_whole  # every keras-tuner state write (keras-tuner==1.4.8) goes through it
 
 
 @dataclass(frozen=True)
