@@ -5,6 +5,7 @@ other data or settings; a new store set up once by jobs started together; artifa
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -28,114 +29,132 @@ from siamese.report import one_per_trial
 WAIT_S = 300  # generous ceilings for a loaded 2-core machine; every wait polls and ends early
 
 
-def study_args(store: Path, cache: Path, *extra: str) -> list[str]:
-    """A tiny study (2 trials of 6 epochs on 600 digits pairs) writing to ``store``."""
+MAX_TRIALS = 7
+STOPS = {"SIGINT": (130, "stopped by Ctrl-C (SIGINT)"), "SIGTERM": (143, "stopped by signal SIGTERM"),
+         "SIGKILL": (-9, None)}
+# Each signal at a trial boundary and mid-epoch, one after the other on the same study: each stop is
+# a new process running the same command, so each also resumes what the stop before it left.
+SEQUENCE = [("SIGINT", "mid-epoch"), ("SIGTERM", "boundary"), ("SIGKILL", "mid-epoch"), ("SIGKILL", "boundary"),
+            ("SIGINT", "boundary"), ("SIGTERM", "mid-epoch")]
+
+
+def study_args(store: Path, cache: Path) -> list[str]:
+    """A tiny study (trials of 6 epochs on 600 digits pairs) writing to ``store``; Keras prints each
+    trial's epochs (``tuner.verbose``), so a signal can be sent mid-epoch."""
     return [*tracking_overrides(store), f"study_dir={store}/study", "study=t", f"data.cache_dir={cache}",
             "data.n_train=600", "data.n_test=200", "training.epochs=6", "training.early_stopping.patience=null",
-            "tuner.max_trials=2", "tuner.verbose=true", *extra]
+            f"tuner.max_trials={MAX_TRIALS}", "tuner.verbose=true"]
 
 
 def start_tune(args: list[str], folder: Path) -> tuple[subprocess.Popen, Path, Path]:
     """``python -m siamese.tune`` in its own session (so a group signal is what a terminal sends)."""
+    folder.mkdir(parents=True, exist_ok=True)
     out, err = folder / "stdout.txt", folder / "stderr.txt"
     proc = subprocess.Popen([sys.executable, "-m", "siamese.tune", *args], cwd="/tmp", start_new_session=True,
                             stdout=out.open("w"), stderr=err.open("w"), env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     return proc, out, err
 
 
-def wait_for(proc: subprocess.Popen, out: Path, *markers: str) -> None:
-    """Poll the study's output until each marker has appeared, in order."""
+def wait_for(proc: subprocess.Popen, out: Path, *patterns: str) -> None:
+    """Poll the study's output until each pattern (a regex) has appeared, in order."""
     deadline, pos = time.monotonic() + WAIT_S, 0
-    for marker in markers:
-        while (found := out.read_text().find(marker, pos)) < 0:
-            assert proc.poll() is None, f"the study ended before {marker!r}:\n{out.read_text()[-3000:]}"
-            assert time.monotonic() < deadline, f"no {marker!r} in the study's output"
+    for pattern in patterns:
+        while (found := re.compile(pattern, re.M).search(out.read_text(), pos)) is None:
+            assert proc.poll() is None, f"the study ended before {pattern!r}:\n{out.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, f"no {pattern!r} in the study's output"
             time.sleep(0.2)
-        pos = found + len(marker)
+        pos = found.end()
 
 
 def runs_of(store: Path) -> tuple[MlflowClient, dict[str, list]]:
     client = MlflowClient(f"sqlite:///{store}/mlflow.db")
     runs = client.search_runs([client.get_experiment_by_name("digits").experiment_id])
-    by_kind: dict[str, list] = {}
+    by_kind: dict[str, list] = {"study": [], "trial": [], "baseline": []}
     for run in runs:
         by_kind.setdefault(run.data.tags.get("kind"), []).append(run)
     return client, by_kind
 
 
-STOPS = {"SIGINT": (130, "stopped by Ctrl-C (SIGINT)"), "SIGTERM": (143, "stopped by signal SIGTERM"),
-         "SIGKILL": (-9, None)}
+def finished_trials(runs: dict[str, list]) -> dict[str, str]:
+    """Trial id → its FINISHED run (asserting there is one at most)."""
+    out: dict[str, str] = {}
+    for run in runs["trial"]:
+        if run.info.status == "FINISHED":
+            assert run.data.tags["trial_id"] not in out, f"trial {run.data.tags['trial_id']} finished twice"
+            out[run.data.tags["trial_id"]] = run.info.run_id
+    return out
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("moment", ["boundary", "mid-epoch"])
-@pytest.mark.parametrize("name", ["SIGINT", "SIGTERM", "SIGKILL"])
-def test_a_stopped_study_resumes_with_every_finished_trial_kept(name, moment, store, digits_cache, tmp_path):
-    args = study_args(store, digits_cache)
-    proc, out, err = start_tune(args, tmp_path)
-    # The first trial has ended (its figures may still be pending); then either the next trial's
-    # epochs are under way, or the signal comes straight away, between trials.
-    wait_for(proc, out, "[1/2]", *(["Epoch 2/"] if moment == "mid-epoch" else []))
-    sig = getattr(signal, name)
-    if name == "SIGINT":
-        os.killpg(proc.pid, sig)  # what Ctrl-C in a terminal does: the whole foreground group
-    else:
-        os.kill(proc.pid, sig)
-    code, line = STOPS[name]
-    assert proc.wait(timeout=WAIT_S) == code, err.read_text()[-3000:]
+def test_a_study_stopped_by_each_signal_resumes_with_every_finished_trial_kept(store, digits_cache, tmp_path):
+    args, kept = study_args(store, digits_cache), {}
+    for step, (name, moment) in enumerate(SEQUENCE):
+        seen = {r.info.run_id for r in runs_of(store)[1]["trial"]} if step else set()
+        proc, out, err = start_tune(args, tmp_path / f"{step}-{name}-{moment}")
+        # A trial of this process has ended (its figures may be pending); the signal comes straight
+        # away, between trials, or once the next trial's second epoch has begun.
+        wait_for(proc, out, rf"^\[\d+/{MAX_TRIALS}\] trial", *([r"Epoch 2/"] if moment == "mid-epoch" else []))
+        if name == "SIGINT":
+            os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the foreground group
+        else:
+            os.kill(proc.pid, getattr(signal, name))
+        code, line = STOPS[name]
+        where = f"step {step} ({name} {moment})"
+        assert proc.wait(timeout=WAIT_S) == code, f"{where}: {err.read_text()[-3000:]}"
+        if step:
+            assert f"(resuming: {len(kept)} done, {MAX_TRIALS - len(kept)} to run)" in out.read_text(), where
 
-    client, runs = runs_of(store)
-    (parent,) = runs["study"]
-    trial0 = [r for r in runs["trial"] if r.data.tags["trial_id"] == "0"]
-    assert [r.info.status for r in trial0] == ["FINISHED"]  # whatever happened to its figures
-    interrupted = [r for r in runs["trial"] if r.data.tags["trial_id"] == "1"]
-    if moment == "mid-epoch":
-        assert len(interrupted) == 1
-    if line is not None:  # a stop: one line, the running trial and the parent KILLED with the reason
-        lines = [ln for ln in err.read_text().splitlines() if ln.strip()]
-        assert lines == [f"error: {line}; run the same command again to resume the study"], lines
-        for run in [parent, *interrupted]:
-            assert run.info.status == "KILLED" and run.data.tags["failure_reason"] == line
-    else:  # SIGKILL: what the dead process had open stays RUNNING until the study resumes
-        assert parent.info.status == "RUNNING" and all(r.info.status == "RUNNING" for r in interrupted)
+        client, runs = runs_of(store)
+        (parent,) = runs["study"]
+        now = finished_trials(runs)
+        assert kept.items() <= now.items(), where  # nothing finished is undone by a stop
+        assert len(now) > len(kept), where
+        mine = [r for r in runs["trial"] if r.info.run_id not in seen and r.info.status != "FINISHED"]
+        assert len(mine) == 1 if moment == "mid-epoch" else len(mine) <= 1, where  # the trial it was in
+        if line is not None:  # a stop: one line; the running trial and the parent KILLED with the reason
+            lines = [ln for ln in err.read_text().splitlines() if ln.strip()]
+            assert lines == [f"error: {line}; run the same command again to resume the study"], f"{where}: {lines}"
+            for run in [parent, *mine]:
+                assert run.info.status == "KILLED" and run.data.tags["failure_reason"] == line, where
+        else:  # SIGKILL: what the dead process had open stays RUNNING until the study resumes
+            assert parent.info.status == "RUNNING" and all(r.info.status == "RUNNING" for r in mine), where
+        kept = now
 
-    proc, out, err = start_tune(args, tmp_path)  # the same command again
+    proc, out, err = start_tune(args, tmp_path / "last")  # the same command, once more, to the end
     assert proc.wait(timeout=WAIT_S) == 0, err.read_text()[-3000:]
-    text = out.read_text()
-    assert "(resuming: 1 done, 1 to run)" in text, text
+    assert f"(resuming: {len(kept)} done, {MAX_TRIALS - len(kept)} to run)" in out.read_text()
     client, runs = runs_of(store)
     (parent,) = runs["study"]
     assert parent.info.status == "FINISHED" and "failure_reason" not in parent.data.tags
-    assert parent.data.metrics["trials_completed"] == 2 and parent.data.metrics["trials_failed"] == 0
-    by_trial: dict[str, list] = {}
+    assert parent.data.metrics["trials_completed"] == MAX_TRIALS and parent.data.metrics["trials_failed"] == 0
+    done = finished_trials(runs)
+    assert sorted(done) == [str(i) for i in range(MAX_TRIALS)] and kept.items() <= done.items()
     for run in runs["trial"]:
-        by_trial.setdefault(run.data.tags["trial_id"], []).append(run)
-    assert sorted(by_trial) == ["0", "1"]
-    for trial_id, trial_runs in by_trial.items():
-        finished = [r for r in trial_runs if r.info.status == "FINISHED"]
-        assert len(finished) == 1, trial_id
-        assert MISSING_TAG not in finished[0].data.tags
-        assert {a.path for a in client.list_artifacts(finished[0].info.run_id, "plots")} == {
-            "plots/learning_curves.png", "plots/roc.png", "plots/score_histogram.png"}
-        for dead in (r for r in trial_runs if r is not finished[0]):  # the interrupted run, never counted
-            assert dead.info.status == "KILLED" and dead.data.tags["failure_reason"]
+        if run.info.status == "FINISHED":
+            assert MISSING_TAG not in run.data.tags
+            assert {a.path for a in client.list_artifacts(run.info.run_id, "plots")} == {
+                "plots/learning_curves.png", "plots/roc.png", "plots/score_histogram.png"}
+        else:  # an interrupted run, never counted: its trial ran again
+            assert run.info.status == "KILLED" and run.data.tags["failure_reason"]
     assert sorted(r.data.tags["baseline"] for r in runs["baseline"]) == ["cosine", "logistic"]
     assert all(r.info.status == "FINISHED" for r in runs["baseline"])
     best_run = parent.data.tags["best_trial_run_id"]
-    assert best_run == next(r for r in by_trial[parent.data.tags["best_trial_id"]] if r.info.status == "FINISHED").info.run_id
+    assert best_run == done[parent.data.tags["best_trial_id"]]
 
     board = pd.read_csv(mlflow.artifacts.download_artifacts(run_id=parent.info.run_id, artifact_path="leaderboard.csv",
                                                             dst_path=str(tmp_path / "board"),
                                                             tracking_uri=f"sqlite:///{store}/mlflow.db"))
     trials = board[board["kind"] == "trial"]
-    assert sorted(trials["name"]) == ["trial-0", "trial-1"] and set(trials["status"]) == {"FINISHED"}
+    assert sorted(trials["run_id"]) == sorted(done.values()) and set(trials["status"]) == {"FINISHED"}
     assert sorted(board[board["kind"] == "baseline"]["name"]) == ["baseline-cosine", "baseline-logistic"]
 
     shown = run_cli("report", *tracking_overrides(store), "study=t")
     assert shown.returncode == 0, shown.stderr[-2000:]
-    assert "2 trials, 0 failed" in shown.stdout and f"best trial {parent.data.tags['best_trial_id']}:" in shown.stdout
-    table = [ln.split()[1] for ln in shown.stdout.splitlines() if ln.lstrip()[:1].isdigit() and "trial-" in ln]
-    assert sorted(table) == ["trial-0", "trial-1"], shown.stdout
+    assert f"{MAX_TRIALS} trials, 0 failed" in shown.stdout
+    assert f"best trial {parent.data.tags['best_trial_id']}:" in shown.stdout
+    table = [ln.split() for ln in shown.stdout.splitlines() if re.match(r"\s*\d+\s+trial-", ln)]
+    assert sorted(row[1] for row in table) == sorted(f"trial-{i}" for i in range(MAX_TRIALS)), shown.stdout
+    assert sorted(row[-1] for row in table) == sorted(r[:8] for r in done.values())
     promoted = run_cli("promote", *tracking_overrides(store), "study=t", f"data.cache_dir={digits_cache}",
                        "data.n_train=600", "data.n_test=200")
     assert promoted.returncode == 0, promoted.stderr[-2000:]
