@@ -136,10 +136,16 @@ class Figures:
         return run_id in self.pending
 
     def drop(self, run_id: str) -> None:
-        """The run failed or was stopped: its figures are not drawn."""
+        """The run failed or was stopped: its figures are not drawn (nor missing)."""
         job = self.pending.pop(run_id, None)
-        if job is not None and job.keep:
-            Path(job.keep).unlink(missing_ok=True)
+        if job is not None:
+            self._forget(job.run_id, job.keep)
+
+    def _forget(self, run_id: str, keep: str | None) -> None:
+        if keep:
+            Path(keep).unlink(missing_ok=True)
+        with contextlib.suppress(MlflowException):
+            self.client.delete_tag(run_id, MISSING_TAG)
 
     def hand_over(self, run_id: str) -> None:
         """The run has ended FINISHED: draw its figures now (inline) or send them to the worker."""
@@ -178,7 +184,7 @@ class Figures:
                 path.unlink(missing_ok=True)
                 continue
             if run.info.status != "FINISHED" or MISSING_TAG not in run.data.tags:
-                path.unlink(missing_ok=True)
+                self._forget(job.run_id, str(path))  # a run that did not finish has no figures to wait for
                 continue
             job.keep = str(path)
             self.pending[job.run_id] = job

@@ -118,7 +118,13 @@ class Tracker:
             local = not mlflow.get_tracking_uri().startswith(("http://", "https://"))
             root = self.artifact_root
             location = Path(root).resolve().as_uri() if root and local else None
-            return client.create_experiment(self.experiment, artifact_location=location)
+            try:
+                return client.create_experiment(self.experiment, artifact_location=location)
+            except mlflow.exceptions.MlflowException:
+                exp = client.get_experiment_by_name(self.experiment)  # another job created it just now
+                if exp is None:
+                    raise
+                return exp.experiment_id
         except mlflow.exceptions.MlflowException as exc:
             raise TrackingError(f"tracking store {mlflow.get_tracking_uri()}: {exc.message.splitlines()[0]}") from None
 
