@@ -13,7 +13,7 @@ import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import mlflow
 from mlflow.tracking import MlflowClient
@@ -22,6 +22,9 @@ from omegaconf import DictConfig, OmegaConf
 from siamese import tracking
 from siamese.data import Dataset
 from siamese.errors import ConfigError
+
+if TYPE_CHECKING:  # siamese.study imports keras-tuner and TensorFlow; this module needs neither
+    from siamese.study import StudySettings
 
 STATE_FILE, LOCK_FILE = "study.json", "study.lock"
 RESUME_MODES = ("auto", "force")
@@ -86,7 +89,7 @@ def _write_state(path: Path, state: dict[str, Any]) -> None:
     os.replace(partial, path)
 
 
-def open_parent(cfg: DictConfig, settings: Any, tracker: tracking.Tracker, space_hash: str, data: Dataset,
+def open_parent(cfg: DictConfig, settings: "StudySettings", tracker: tracking.Tracker, space_hash: str, data: Dataset,
                 searched: set[str]) -> tuple[str, bool]:
     """Reuse the study's MLflow parent run if this study ran before in this store, else create it.
 

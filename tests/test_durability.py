@@ -116,6 +116,8 @@ def test_a_study_stopped_by_each_signal_resumes_with_every_finished_trial_kept(s
             assert lines == [f"error: {line}; run the same command again to resume the study"], f"{where}: {lines}"
             for run in [parent, *mine]:
                 assert run.info.status == "KILLED" and run.data.tags["failure_reason"] == line, where
+            for run in runs["trial"]:  # the figures still pending were drawn before the study exited
+                assert run.info.status != "FINISHED" or MISSING_TAG not in run.data.tags, where
         else:  # SIGKILL: what the dead process had open stays RUNNING until the study resumes
             assert parent.info.status == "RUNNING" and all(r.info.status == "RUNNING" for r in mine), where
         kept = now
@@ -178,13 +180,17 @@ def test_a_study_resumed_with_other_data_settings_or_space_stops_unless_forced(s
 
     train, test = csv_data
     base = ["data=csv", f"data.train={train}", f"data.test={test}", "data.name=digits", f"study_dir={tmp_path}/study",
-            "study=g", "tuner.max_trials=1", "training.epochs=1", "training.verbose=0", "baselines=false"]
+            "study=g", "tuner.max_trials=1", "training.epochs=1", "training.verbose=0", "baselines=false",
+            "trial_figures=inline"]
 
     def cfg(*extra: str):
         return compose_cfg(store, digits_cache, *base, *extra, config="tune")
 
     tune(cfg())
     client, runs = runs_of(store)
+    (trial,) = runs["trial"]  # inline figures, too, are drawn once the run has ended FINISHED
+    assert trial.info.status == "FINISHED" and MISSING_TAG not in trial.data.tags
+    assert len(client.list_artifacts(trial.info.run_id, "plots")) == 3
     before = len(client.search_runs([client.get_experiment_by_name("digits").experiment_id]))
     for extra, named in [(["training.epochs=2"], "training.epochs=1 → 2"),
                          (["model.activation=tanh"], "model.activation=relu → tanh"),
