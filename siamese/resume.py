@@ -117,13 +117,13 @@ def open_parent(cfg: DictConfig, settings: "StudySettings", tracker: tracking.Tr
             state.setdefault("data_sha256", {k[5:-7]: v for k, v in parent.data.tags.items()
                                              if k.startswith("data_") and k.endswith("_sha256")})
             changed = changes(state, space_hash, data.hashes, fixed)
+            named = "; ".join(changed[:6]) + (f"; and {len(changed) - 6} more" if len(changed) > 6 else "")
             if changed and mode != "force":
-                raise ConfigError(f"study '{settings.name}' was run with other settings; changed: {'; '.join(changed)}. "
+                raise ConfigError(f"study '{settings.name}' was run with other settings; changed: {named}. "
                                   f"Run it with resume=force to continue anyway, or pick another study= "
                                   f"(or delete {settings.dir})")
             if changed:
-                print(f"warning: resume=force: continuing study '{settings.name}' despite: {'; '.join(changed)}",
-                      flush=True)
+                print(f"warning: resume=force: continuing study '{settings.name}' despite: {named}", flush=True)
                 MlflowClient().set_tag(parent.info.run_id, "resume_forced", "; ".join(changed)[:5000])
             _write_state(state_path, {**state, "space_hash": space_hash, "data_sha256": data.hashes, "fixed": fixed})
             return parent.info.run_id, True
