@@ -7,10 +7,7 @@ Exit codes: 0 success, 2 bad input or config (one line on stderr), 130 stopped b
 from __future__ import annotations
 
 import io
-import os
-import signal
 import sys
-import threading
 from typing import Any, Callable
 
 import hydra
@@ -19,6 +16,7 @@ from omegaconf import DictConfig
 
 from siamese.errors import UserError
 from siamese.paths import config_dir
+from siamese.stops import Stopped, install_stop_handlers
 
 
 def _one_line(report: str) -> str:
@@ -37,63 +35,6 @@ def _one_line(report: str) -> str:
             message += f" ({line.rstrip(':').lower()}: {', '.join(options)})"
             break
     return message
-
-
-class Stopped(KeyboardInterrupt):
-    """Ctrl-C (SIGINT) or SIGTERM, raised where the program is, so open runs end KILLED with the
-    signal as their reason (a bare SIGTERM would leave them RUNNING)."""
-
-    def __init__(self, signum: int) -> None:
-        self.signum, self.code = signum, 128 + signum
-        name = signal.Signals(signum).name
-        super().__init__("stopped by Ctrl-C (SIGINT)" if signum == signal.SIGINT else f"stopped by signal {name}")
-
-
-# Raised inside the SQL store's code, a stop could leave a transaction open and the database locked
-# for every other process (and the exception itself replaced by "database is locked"): it waits.
-_STORE_CODE = ("sqlalchemy", "alembic", "sqlite3", "mlflow.store.db", "mlflow.store.tracking.sqlalchemy_store",
-               "mlflow.store.model_registry.sqlalchemy_store")
-_pending: set[int] = set()
-
-
-def _in_store_code(frame: Any) -> bool:
-    while frame is not None:
-        if frame.f_globals.get("__name__", "").startswith(_STORE_CODE):
-            return True
-        frame = frame.f_back
-    return False
-
-
-def _resend(signum: int) -> None:
-    _pending.discard(signum)
-    os.kill(os.getpid(), signum)
-
-
-def _retry(signum: int) -> None:
-    """Send the signal again in 50 ms (one retry at a time)."""
-    if signum not in _pending:
-        _pending.add(signum)
-        retry = threading.Timer(0.05, _resend, (signum,))
-        retry.daemon = True
-        retry.start()
-
-
-def _stop(signum: int, frame: Any) -> None:
-    """Raise :class:`Stopped` where the program is, unless it is in the store's code: then the
-    signal comes again until it lands outside."""
-    if _in_store_code(frame):
-        _retry(signum)
-        return
-    raise Stopped(signum)
-
-
-def _unraisable(info: Any) -> None:
-    """A stop raised in a garbage-collector callback or a ``__del__`` is swallowed by Python (e.g. in
-    JAX's gc callback): send the signal again rather than lose it; anything else as Python does."""
-    if isinstance(info.exc_value, Stopped):
-        _retry(info.exc_value.signum)
-    else:
-        sys.__unraisablehook__(info)
 
 
 def rewrite_argv(argv: list[str], rename: dict[str, str] | None = None, flags: dict[str, str] | None = None,
@@ -153,9 +94,7 @@ def entry(task: Callable[[DictConfig], Any], config_name: str, **argv_rules: Any
     def main() -> None:
         if argv_rules:
             sys.argv = rewrite_argv(sys.argv, **argv_rules)
-        signal.signal(signal.SIGTERM, _stop)
-        signal.signal(signal.SIGINT, _stop)
-        sys.unraisablehook = _unraisable
+        install_stop_handlers()
         # Hold what Hydra prints before the task starts: if composition fails, it is condensed.
         sys.stderr = held
         try:
