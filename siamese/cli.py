@@ -1,15 +1,15 @@
 """Thin Hydra entry points: compose the config, call one plain function, map errors to exit codes.
 
-Exit codes: 0 success, 2 bad input or config (one line on stderr), 1 anything else (training
-that diverged, or a study whose every trial failed, also in one line; ``SIAMESE_DEBUG=1`` adds
-the traceback).
+Exit codes: 0 success, 2 bad input or config (one line on stderr), 130 stopped by Ctrl-C (SIGINT),
+143 stopped by SIGTERM (128 + the signal, as a shell reports it; one line each), 1 anything else
+(training that diverged, or a study whose every trial failed, also in one line;
+``SIAMESE_DEBUG=1`` adds the traceback).
 """
 
 from __future__ import annotations
 
 import io
 import os
-import signal
 import sys
 import traceback
 from typing import Any, Callable
@@ -20,6 +20,7 @@ from omegaconf import DictConfig
 
 from siamese.errors import TrainingFailed, UserError, required_values
 from siamese.paths import config_dir
+from siamese.stops import Stopped, install_stop_handlers
 
 
 def _one_line(report: str) -> str:
@@ -56,15 +57,6 @@ def _hydra_message(report: str) -> str:
 
 def _debug() -> bool:
     return os.environ.get("SIAMESE_DEBUG", "") not in ("", "0")
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the program is, so open runs end KILLED as on Ctrl-C (a bare SIGTERM
-    would leave them RUNNING, and a study's figure worker with them)."""
-
-
-def _terminate(signum: int, frame: Any) -> None:
-    raise Terminated(f"stopped by signal {signal.Signals(signum).name}")
 
 
 def rewrite_argv(argv: list[str], rename: dict[str, str] | None = None, flags: dict[str, str] | None = None,
@@ -130,15 +122,16 @@ def entry(task: Callable[[DictConfig], Any], config_name: str, **argv_rules: Any
     def main() -> None:
         if argv_rules:
             sys.argv = rewrite_argv(sys.argv, **argv_rules)
-        signal.signal(signal.SIGTERM, _terminate)
+        install_stop_handlers()
         # Hold what Hydra prints before the task starts: if composition fails, it is condensed.
         sys.stderr = held
         try:
             app()
-        except Terminated as exc:
+        except KeyboardInterrupt as exc:
             sys.stderr = real_stderr
-            print(f"error: {exc}", file=sys.stderr)
-            sys.exit(1)
+            hint = "; run the same command again to resume the study" if config_name == "tune" else ""
+            print(f"error: {exc or 'stopped by Ctrl-C'}{hint}", file=sys.stderr)
+            sys.exit(exc.code if isinstance(exc, Stopped) else 130)
         except SystemExit as exc:
             # Hydra exits 1 on a config it cannot compose (unknown group option, key not in the
             # config, bad override syntax) before the task starts: that is bad config, code 2.

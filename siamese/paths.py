@@ -32,7 +32,18 @@ def resolve(path: str | os.PathLike) -> Path:
     return Path(os.path.expanduser(str(path))).resolve()
 
 
+def artifact_root_for(uri: str) -> str | None:
+    """Where a store's artifacts go by default: ``<db folder>/artifacts`` beside a SQLite store,
+    so one store's files never land in another's folder; ``None`` otherwise (an HTTP server's own
+    artifact root, or MLflow's default)."""
+    if uri.startswith("sqlite:///"):
+        return str(Path(uri[len("sqlite:///") :]).parent / "artifacts")
+    return None
+
+
 def register_resolvers() -> None:
-    """Register ``${root:}`` for configs (idempotent)."""
+    """Register ``${root:}`` and ``${artifacts_beside:<uri>}`` for configs (idempotent)."""
     if not OmegaConf.has_resolver("root"):
         OmegaConf.register_new_resolver("root", lambda: str(project_root()))
+    if not OmegaConf.has_resolver("artifacts_beside"):
+        OmegaConf.register_new_resolver("artifacts_beside", artifact_root_for)

@@ -50,6 +50,17 @@ def trial_params(row: pd.Series) -> dict[str, Any]:
     return dict(sorted(values.items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order else len(order), kv[0])))
 
 
+def one_per_trial(frame: pd.DataFrame) -> pd.DataFrame:
+    """A study's child runs with one run per trial: a trial run again after a stop or a dead process
+    (same ``trial_id``) is its FINISHED run, else its latest."""
+    if frame.empty or "tags.trial_id" not in frame.columns:
+        return frame
+    trials = frame["tags.kind"] == "trial"
+    order = frame[trials].assign(_done=frame["status"] == "FINISHED").sort_values(["_done", "start_time"], kind="stable")
+    latest = order.drop_duplicates("tags.trial_id", keep="last").drop(columns="_done")
+    return pd.concat([latest, frame[~trials]]).sort_values("start_time", ascending=False, kind="stable")
+
+
 def rank(frame: pd.DataFrame, objective: str, direction: str) -> pd.DataFrame:
     """A study's child runs (trials and baselines) best first by ``objective`` on validation;
     runs without it last."""
@@ -139,7 +150,7 @@ def report(cfg: DictConfig) -> dict[str, Any]:
     parent = Tracker(cfg.tracking).find_study(cfg.study)
     tags = parent.data.tags
     objective, direction = tags.get("objective", "val_auc"), tags.get("direction", "max")
-    frame = children(parent.info.run_id)
+    frame = one_per_trial(children(parent.info.run_id))
     if frame.empty:
         raise UserError(f"study '{tags.get('study')}' has no trial runs yet")
     board = table(frame, objective, direction, int(cfg.report.top))

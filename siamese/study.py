@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 
 import hydra
 import keras_tuner as kt
+import keras_tuner.src.utils as kt_utils
 import mlflow
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
@@ -31,8 +33,21 @@ from siamese.paths import resolve
 from siamese.report import short
 from siamese.search import Param, declare, trial_config
 
-STATE_FILE = "study.json"
 BEST_DIR = "best_model"
+
+
+def _save_json_whole(path: str, obj: Any) -> str:
+    """keras-tuner's ``save_json``, but the file is replaced whole: a stop or SIGKILL while it writes
+    ``oracle.json`` or a ``trial.json`` would leave it truncated and the study unable to resume."""
+    text = json.dumps(obj)
+    partial = f"{path}.partial"
+    with open(partial, "w") as f:
+        f.write(text)
+    os.replace(partial, path)
+    return text
+
+
+kt_utils.save_json = _save_json_whole  # every keras-tuner state write (keras-tuner==1.4.8) goes through it
 
 
 @dataclass(frozen=True)
@@ -134,37 +149,6 @@ def make_oracle(cfg: DictConfig) -> kt.Oracle:
     return oracle
 
 
-def open_parent(cfg: DictConfig, settings: StudySettings, tracker: tracking.Tracker, space_hash: str,
-                data: Dataset) -> tuple[str, bool]:
-    """Reuse the study's MLflow parent run if this study ran before in this store, else create it.
-
-    Returns:
-        The parent run id and whether it was reopened (a resumed study).
-
-    Raises:
-        ConfigError: the study exists with another search space.
-    """
-    state_path = settings.dir / STATE_FILE
-    if state_path.exists():
-        state = json.loads(state_path.read_text())
-        if state.get("space_hash") != space_hash:
-            raise ConfigError(f"study '{settings.name}' exists with a different search space; pick another study= "
-                              f"or delete {state_path.parent}")
-        try:
-            mlflow.get_run(state["parent_run_id"])
-            return state["parent_run_id"], True
-        except mlflow.exceptions.MlflowException:
-            pass  # a fresh store: start a new parent
-    tags = {**tracking.reproducibility_tags(settings.seed, data.hashes, data.files), "kind": "study",
-            "study": settings.name, "tuner": settings.tuner, "objective": settings.objective,
-            "direction": settings.direction, "space_hash": space_hash}
-    run_id = tracker.create_run(settings.name, tags)
-    state_path.parent.mkdir(parents=True, exist_ok=True)
-    state_path.write_text(json.dumps({"parent_run_id": run_id, "space_hash": space_hash,
-                                      "tracking_uri": mlflow.get_tracking_uri()}))
-    return run_id, False
-
-
 class Study:
     """One study run: its base config and settings, the space, the data, the parent run, the best model.
 
@@ -209,7 +193,9 @@ class Study:
 
     def _keep_if_best(self, trial_id: str, bundle: ModelBundle, value: float) -> None:
         sign = self.settings.sign
-        if self.best is None or sign * value > sign * self.best["objective"]:
+        # A trial run again after a stop replaces its own kept model (trial.json goes with the folder).
+        rerun = self.best is not None and self.best["trial_id"] == trial_id
+        if self.best is None or rerun or sign * value > sign * self.best["objective"]:
             bundle.save(self.settings.dir / BEST_DIR)
             self.best = {"trial_id": trial_id, "objective": value}
             (self.settings.dir / BEST_DIR / "trial.json").write_text(json.dumps(self.best))
@@ -217,7 +203,10 @@ class Study:
     def kept_model(self, trial_id: str) -> ModelBundle | None:
         """The model kept on disk for ``trial_id``, if it is the one kept."""
         if self.best is not None and self.best["trial_id"] == trial_id:
-            return ModelBundle.load(self.settings.dir / BEST_DIR)
+            try:
+                return ModelBundle.load(self.settings.dir / BEST_DIR)
+            except Exception:  # gone or damaged (any loader error): the caller retrains the trial's config
+                return None
         return None
 
     # -- one trial -------------------------------------------------------------------------------

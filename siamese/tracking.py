@@ -7,6 +7,7 @@ figure worker and ``siamese.report`` use this module without it.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -27,18 +28,19 @@ from omegaconf import DictConfig, OmegaConf
 
 from siamese.backend import running
 from siamese.errors import TrackingError
-from siamese.paths import project_root
+from siamese.paths import artifact_root_for, project_root
 
 logging.getLogger("mlflow").setLevel(logging.WARNING)
 logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 class RunOwner(Protocol):
-    """Someone who ends a run after its block has completed (e.g. background figures).
+    """Someone with work left for a run after its block has completed (e.g. its figures).
 
-    :meth:`Tracker.run` asks ``takes_over(run_id)`` when the block completes; if so the run leaves
-    MLflow's run stack still RUNNING and ``hand_over(run_id)`` passes it on. A failed block calls
-    ``drop(run_id)`` and the run ends FAILED or KILLED here.
+    The run is complete when its block is: :meth:`Tracker.run` ends it FINISHED, then, if
+    ``takes_over(run_id)``, calls ``hand_over(run_id)``; the owner's work follows (and tags the
+    run while it is missing, see :mod:`siamese.figures`). A failed block calls ``drop(run_id)`` and
+    the run ends FAILED or KILLED.
     """
 
     def takes_over(self, run_id: str) -> bool: ...
@@ -51,8 +53,11 @@ class RunOwner(Protocol):
 def configure(cfg: Any) -> str:
     """Point MLflow at ``tracking.uri`` and check it answers, before any training starts.
 
+    A SQLite store is created (or its schema migrated) here, once, under a lock on ``<db>.lock``:
+    jobs started together on a new store would otherwise race in MLflow's schema migration.
+
     Raises:
-        TrackingError: the store cannot be reached or created.
+        TrackingError: the store cannot be reached, created or opened.
     """
     uri = str(cfg.uri)
     if uri.startswith(("http://", "https://")):
@@ -70,6 +75,7 @@ def configure(cfg: Any) -> str:
         except OSError as exc:
             raise TrackingError(f"cannot create the tracking store folder {db.parent}: {exc}") from None
         _check_sqlite(db, uri)
+        _open_sqlite(uri, db)
     mlflow.set_tracking_uri(uri)
     return uri
 
@@ -108,6 +114,19 @@ def _check_sqlite(db: Path, uri: str) -> None:
                             f"({exc}); {fix}") from None
 
 
+def _open_sqlite(uri: str, db: Path) -> None:
+    """Create or migrate the SQLite store under an exclusive lock, so it happens once."""
+    try:
+        db.parent.mkdir(parents=True, exist_ok=True)
+        with open(db.with_name(db.name + ".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes (or the process dies)
+            # Opening the store creates or checks its schema; the engine is then cached per URI.
+            MlflowClient(uri).search_experiments(max_results=1)
+    except Exception as exc:  # OSError, MlflowException, SQLAlchemy's errors: all one line for the user
+        first = (getattr(exc, "message", None) or str(exc) or type(exc).__name__).strip().splitlines()[0]
+        raise TrackingError(f"tracking store {uri} cannot be opened: {first[:300]}") from None
+
+
 class Tracker:
     """A task's MLflow side, bound once to its ``tracking`` config.
 
@@ -119,7 +138,7 @@ class Tracker:
     def __init__(self, cfg: Any, check: bool = True) -> None:
         self.cfg = cfg
         self.experiment = str(cfg.experiment)
-        self.artifact_root = cfg.get("artifact_root")
+        self.artifact_root = cfg.get("artifact_root") or artifact_root_for(str(cfg.uri))
         if check:
             configure(cfg)
 
@@ -140,7 +159,13 @@ class Tracker:
             local = not mlflow.get_tracking_uri().startswith(("http://", "https://"))
             root = self.artifact_root
             location = Path(root).resolve().as_uri() if root and local else None
-            return client.create_experiment(self.experiment, artifact_location=location)
+            try:
+                return client.create_experiment(self.experiment, artifact_location=location)
+            except mlflow.exceptions.MlflowException:
+                exp = client.get_experiment_by_name(self.experiment)  # another job created it just now
+                if exp is None:
+                    raise
+                return exp.experiment_id
         except mlflow.exceptions.MlflowException as exc:
             raise TrackingError(f"tracking store {mlflow.get_tracking_uri()}: {exc.message.splitlines()[0]}") from None
 
@@ -148,7 +173,8 @@ class Tracker:
     def run(self, run_name: str | None = None, nested: bool = False, run_id: str | None = None,
             tags: dict[str, str] | None = None, owner: RunOwner | None = None) -> Iterator[mlflow.ActiveRun]:
         """An MLflow run that ends FINISHED only if the block completes; else FAILED (KILLED on a
-        stop) with a ``failure_reason`` tag. ``owner`` may take the run's end over (see :class:`RunOwner`).
+        stop) with a ``failure_reason`` tag. ``owner`` takes over the work left once it has ended
+        (see :class:`RunOwner`).
         """
         exp_id = None if run_id else self.experiment_id()
         active = mlflow.start_run(run_id=run_id, experiment_id=exp_id, run_name=run_name, nested=nested, tags=tags)
@@ -158,17 +184,17 @@ class Tracker:
         except BaseException as exc:
             if owner is not None:
                 owner.drop(this)
-            reason = f"{type(exc).__name__}: {exc}".strip()[:5000]
+            stop = isinstance(exc, KeyboardInterrupt)
+            reason = (str(exc) or "stopped by Ctrl-C (KeyboardInterrupt)") if stop else f"{type(exc).__name__}: {exc}"
+            reason = reason.strip()[:5000]
             try:
                 mlflow.set_tag("failure_reason", reason)
             finally:
-                mlflow.end_run("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+                mlflow.end_run("KILLED" if stop else "FAILED")
             raise
+        mlflow.end_run("FINISHED")  # complete: nothing that happens after this may undo it
         if owner is not None and owner.takes_over(this):
-            mlflow.end_run("RUNNING")  # leaves the fluent run stack; the status stays RUNNING
             owner.hand_over(this)
-        else:
-            mlflow.end_run("FINISHED")
 
     def create_run(self, run_name: str, tags: dict[str, str]) -> str:
         """A run created without entering it (a study's parent, reopened with ``run(run_id=…)``)."""

@@ -3,8 +3,10 @@
     python -m siamese.tune [data=… search=… tuner=… tuner.max_trials=… study=…]
 
 Running the same study again resumes it: keras-tuner's project under ``experiments/<study>/``
-skips finished trials, and the MLflow parent run is reopened, not duplicated. The trial loop and
-the study's state live in :mod:`siamese.study`; ranking and the study figures in :mod:`siamese.report`.
+skips finished trials (a trial a stop or a dead process interrupted runs again, with its id), and
+the MLflow parent run is reopened, not duplicated. The trial loop lives in :mod:`siamese.study`, the
+study's state between runs (guard, lock, reconciliation) in :mod:`siamese.resume`, ranking and the
+study figures in :mod:`siamese.report`.
 """
 
 from __future__ import annotations
@@ -23,13 +25,15 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 from sklearn.exceptions import ConvergenceWarning
 
-from siamese import backend, baselines, report, tracking
+from siamese import backend, baselines, report, resume, tracking
 from siamese.data import Dataset
 from siamese.errors import TrainingFailed
 from siamese.figures import Figures, mode_of
 
 if TYPE_CHECKING:
     from siamese.study import Study, StudySettings, StudyTuner
+
+PENDING_FIGURES = "figures_pending"  # under the study's folder: figure jobs not yet drawn
 
 # The bayesian oracle's Gaussian process warns about length scales at its bounds on most fits;
 # it is not actionable by a user and buries the progress lines.
@@ -98,7 +102,7 @@ def _common_reason(study: "Study", failed: list) -> str:
 def finish(study: "Study", tuner: "StudyTuner", lost_figures: list[str]) -> dict[str, float]:
     """Best trial → test metrics once, leaderboard, plots, baseline comparison, on the parent run.
 
-    ``lost_figures`` names trial runs whose background figures failed (those runs are FAILED).
+    ``lost_figures`` names trial runs whose figures could not be drawn (FINISHED, tagged ``figures_error``).
 
     Raises:
         TrainingFailed: every trial failed (the message names the most common reason).
@@ -127,8 +131,9 @@ def finish(study: "Study", tuner: "StudyTuner", lost_figures: list[str]) -> dict
         fitted = engine.Fitted(bundle.model, bundle.kind)
     # Thresholds stay the ones chosen on validation; test is scored once, here.
     result = engine.assess(fitted, data, with_test=True)
-    frame = tracking.children(study.parent_id)
-    run_ids = frame[(frame["tags.kind"] == "trial") & (frame["tags.trial_id"] == best_trial.trial_id)]["run_id"]
+    frame = report.one_per_trial(tracking.children(study.parent_id))
+    run_ids = frame[(frame["tags.kind"] == "trial") & (frame["tags.trial_id"] == best_trial.trial_id)
+                    & (frame["status"] == "FINISHED")]["run_id"]
     base = frame[(frame["tags.kind"] == "baseline") & (frame["status"] == "FINISHED")]
     obj, metrics = s.objective, result.metrics
     best_base = base[f"metrics.{obj}"].max() if s.sign > 0 else base[f"metrics.{obj}"].min()
@@ -157,7 +162,7 @@ def finish(study: "Study", tuner: "StudyTuner", lost_figures: list[str]) -> dict
     if failed:
         print(f"warning: {len(failed)} trial(s) failed; their runs are FAILED with a failure_reason tag", flush=True)
     if lost_figures:
-        print(f"warning: the figures of {len(lost_figures)} trial run(s) failed; those runs are FAILED: "
+        print(f"warning: the figures of {len(lost_figures)} run(s) could not be drawn (tagged figures_error): "
               f"{lost_figures[0]}", flush=True)
     return {**metrics, "trials_completed": float(len(completed)), "trials_failed": float(len(failed))}
 
@@ -169,7 +174,8 @@ def tune(cfg: DictConfig) -> dict[str, float]:
         The best trial's validation metrics and its test metrics, plus trial counts.
 
     Raises:
-        ConfigError: a bad space or tuner setting, before any trial runs.
+        ConfigError: a bad space or tuner setting, before any trial runs; a resumed study with
+            other data, settings or space (unless ``resume=force``); the study running elsewhere.
     """
     backend.start(cfg.backend)
     # keras-tuner and the engine import Keras: imported once the backend is chosen.
@@ -177,7 +183,7 @@ def tune(cfg: DictConfig) -> dict[str, float]:
 
     from siamese import confirm, engine
     from siamese.search import parse_space
-    from siamese.study import Study, StudySettings, StudyTuner, make_oracle, open_parent
+    from siamese.study import Study, StudySettings, StudyTuner, make_oracle
 
     # keras-tuner prints every failed trial's traceback to stderr (its config.DEBUG defaults to
     # True); the trial's run keeps the reason and the progress line says FAILED. SIAMESE_DEBUG=1
@@ -191,33 +197,53 @@ def tune(cfg: DictConfig) -> dict[str, float]:
     figure_mode = mode_of(cfg.trial_figures)
     _, tracker, data = engine.prepare(cfg)
     space_hash = tracking.space_hash(OmegaConf.to_container(cfg.search, resolve=True))
-    parent_id, resumed = open_parent(cfg, settings, tracker, space_hash, data)
-    with tracker.run(run_id=parent_id):
-        if not resumed:
-            tracking.log_config(cfg)
-            engine.log_data(data)
-        else:
-            mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config_resumed.yaml")
-        mlflow.log_metrics(data.overlap)
-        done = set(tracking.children(parent_id).get("tags.baseline", pd.Series(dtype=str)).dropna())
-        if cfg.baselines:
-            run_baselines(tracker, settings, data, done, logistic)
-        with Figures(figure_mode) as figures:  # a failed search stops the worker, ends its runs KILLED
-            study = Study(cfg, settings, params, data, tracker, parent_id, figures)
-            tuner = StudyTuner(study, oracle=make_oracle(cfg), directory=str(settings.dir), project_name="tuner",
-                               overwrite=False)
-            previously = len([t for t in tuner.oracle.trials.values() if t.status == "COMPLETED"])
-            print(f"study {settings.name}: {settings.tuner} search of {len(params)} parameters, {settings.max_trials} "
-                  f"trials{f' (resuming: {previously} done)' if resumed else ''}; objective {settings.objective} "
-                  f"({settings.direction}); MLflow parent run {parent_id}", flush=True)
-            try:
-                tuner.search(verbose=0)
-            except RuntimeError as exc:  # keras-tuner's max_consecutive_failures: finish says why
-                if not str(exc).startswith("Number of consecutive failures"):
-                    raise
-                print(f"warning: the search stopped: {str(exc).splitlines()[0]}", flush=True)
-            lost = figures.close()
-        return finish(study, tuner, lost)
+    with resume.study_lock(settings.dir, settings.name):
+        parent_id, resumed = resume.open_parent(cfg, settings, tracker, space_hash, data, {p.key for p in params})
+        killed = resume.reconcile(parent_id) if resumed else []
+        with tracker.run(run_id=parent_id):
+            if not resumed:
+                tracking.log_config(cfg)
+                engine.log_data(data)
+            else:
+                mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config_resumed.yaml")
+            mlflow.log_metrics(data.overlap)
+            frame = tracking.children(parent_id)  # a baseline a stop interrupted runs again
+            finished = frame[frame["status"] == "FINISHED"] if len(frame) else frame
+            done = set(finished.get("tags.baseline", pd.Series(dtype=str)).dropna())
+            if cfg.baselines:
+                run_baselines(tracker, settings, data, done, logistic)
+            # A stop ends the running trial KILLED; finished trials stay FINISHED, their pending
+            # figures are drawn within a grace period or kept under the study's folder.
+            with Figures(figure_mode, keep_dir=settings.dir / PENDING_FIGURES) as figures:
+                redrawn = figures.redraw()
+                study = Study(cfg, settings, params, data, tracker, parent_id, figures)
+                tuner = StudyTuner(study, oracle=make_oracle(cfg), directory=str(settings.dir), project_name="tuner",
+                                   overwrite=False)
+                print(_headline(settings, tuner, len(params), parent_id, resumed), flush=True)
+                if killed:
+                    print(f"resume: {len(killed)} run(s) a dead process left RUNNING are now KILLED; "
+                          "an interrupted trial runs again with its id", flush=True)
+                if redrawn:
+                    print(f"resume: drawing the missing figures of {redrawn} finished run(s)", flush=True)
+                try:
+                    tuner.search(verbose=0)
+                except RuntimeError as exc:  # keras-tuner's max_consecutive_failures: finish says why
+                    if not str(exc).startswith("Number of consecutive failures"):
+                        raise
+                    print(f"warning: the search stopped: {str(exc).splitlines()[0]}", flush=True)
+                lost = figures.close()
+            return finish(study, tuner, lost)
+
+
+def _headline(settings: "StudySettings", tuner: "StudyTuner", n_params: int, parent_id: str, resumed: bool) -> str:
+    """The study's first line; on a resume, how many trials are done and how many are left to run."""
+    trials = list(tuner.oracle.trials.values())
+    completed = sum(t.status == "COMPLETED" for t in trials)
+    ended = sum(t.status in ("COMPLETED", "FAILED", "INVALID") for t in trials)
+    left = max(settings.max_trials - ended, 0)
+    state = f" (resuming: {completed} done, {left} to run)" if resumed else ""
+    return (f"study {settings.name}: {settings.tuner} search of {n_params} parameters, {settings.max_trials} "
+            f"trials{state}; objective {settings.objective} ({settings.direction}); MLflow parent run {parent_id}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Per-run figures drawn by the background worker: runs end FINISHED only with their figures."""
+"""Per-run figures drawn by the background worker: a run ends FINISHED with its metrics, tagged
+``figures_missing`` until its figures are logged; failures are recorded, nothing finished is undone."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from siamese.errors import ConfigError
-from siamese.figures import FigureJob, Figures, mode_of
+from siamese.figures import ERROR_TAG, MISSING_TAG, FigureJob, Figures, mode_of
 from siamese.tune import tune
+
+PLOTS = {"plots/learning_curves.png", "plots/roc.png", "plots/score_histogram.png"}
 
 
 def _client(store: Path) -> tuple[MlflowClient, str]:
@@ -26,29 +29,35 @@ def _job(client: MlflowClient, exp: str, scores: np.ndarray) -> FigureJob:
 
 
 def _hand_over(figures: Figures, job: FigureJob) -> None:
+    """What Tracker.run does when a run's block completes: end it FINISHED, then hand it over."""
     figures.add(job)
     assert figures.takes_over(job.run_id)
+    assert figures.client.get_run(job.run_id).data.tags[MISSING_TAG] == "true"
+    figures.client.set_terminated(job.run_id, "FINISHED")
     figures.hand_over(job.run_id)
 
 
-def test_worker_logs_figures_then_finishes_and_fails_a_run_it_cannot_draw(store):
+def _plots(client: MlflowClient, run_id: str) -> set[str]:
+    return {a.path for a in client.list_artifacts(run_id, "plots")}
+
+
+def test_worker_logs_figures_and_records_a_run_it_cannot_draw(store):
     client, exp = _client(store)
     good = _job(client, exp, np.linspace(0, 1, 40, dtype=np.float32))
     bad = _job(client, exp, np.full(40, np.nan, dtype=np.float32))  # no histogram of NaN scores
     with Figures("background", client.tracking_uri) as figures:
         _hand_over(figures, bad)
         _hand_over(figures, good)
-        assert client.get_run(good.run_id).info.status == "RUNNING"  # until the worker ends it
         lost = figures.close()
-    assert client.get_run(good.run_id).info.status == "FINISHED"
-    assert {a.path for a in client.list_artifacts(good.run_id, "plots")} == {
-        "plots/learning_curves.png", "plots/roc.png", "plots/score_histogram.png"}
-    failed = client.get_run(bad.run_id)
-    assert failed.info.status == "FAILED" and failed.data.tags["failure_reason"].startswith("figures: ValueError")
-    assert lost == [f"{bad.run_id}: {failed.data.tags['failure_reason']}"]
+    run = client.get_run(good.run_id)
+    assert run.info.status == "FINISHED" and MISSING_TAG not in run.data.tags and _plots(client, good.run_id) == PLOTS
+    failed = client.get_run(bad.run_id)  # its metrics are complete: still FINISHED, the failure recorded
+    assert failed.info.status == "FINISHED" and failed.data.tags[MISSING_TAG] == "true"
+    assert failed.data.tags[ERROR_TAG].startswith("figures: ValueError")
+    assert lost == [f"{bad.run_id}: {failed.data.tags[ERROR_TAG]}"]
 
 
-def test_runs_a_dead_worker_left_are_failed_and_a_stopped_study_kills_its_pending_runs(store):
+def test_figures_a_dead_worker_left_are_drawn_here_and_a_stop_keeps_finished_runs(store, tmp_path, capsys):
     client, exp = _client(store)
     first, second = (_job(client, exp, np.linspace(0, 1, 40, dtype=np.float32)) for _ in range(2))
     figures = Figures("background", client.tracking_uri)
@@ -56,17 +65,37 @@ def test_runs_a_dead_worker_left_are_failed_and_a_stopped_study_kills_its_pendin
     figures.proc.kill()
     figures.proc.wait()
     _hand_over(figures, second)  # the pipe is broken: nothing raised here
-    lost = figures.close()
-    run = client.get_run(second.run_id)
-    assert run.info.status == "FAILED" and "figure worker exited (code -9)" in run.data.tags["failure_reason"]
-    assert any(line.startswith(second.run_id) for line in lost)
+    assert figures.close() == []
+    assert "figure worker exited (code -9)" in capsys.readouterr().err
+    for job in (first, second):
+        run = client.get_run(job.run_id)
+        assert run.info.status == "FINISHED" and MISSING_TAG not in run.data.tags and _plots(client, job.run_id) == PLOTS
 
-    stopped = _job(client, exp, np.linspace(0, 1, 40, dtype=np.float32))
-    with pytest.raises(KeyboardInterrupt), Figures("background", client.tracking_uri) as figures:
+    stopped, keep = _job(client, exp, np.linspace(0, 1, 40, dtype=np.float32)), tmp_path / "pending"
+    with pytest.raises(KeyboardInterrupt), Figures("background", client.tracking_uri, keep_dir=keep) as figures:
         _hand_over(figures, stopped)  # the worker is still importing matplotlib and MLflow
         raise KeyboardInterrupt
     run = client.get_run(stopped.run_id)
-    assert run.info.status == "KILLED" and "study stopped" in run.data.tags["failure_reason"]
+    assert run.info.status == "FINISHED" and MISSING_TAG not in run.data.tags and _plots(client, stopped.run_id) == PLOTS
+    assert list(keep.iterdir()) == []  # nothing left to redraw
+
+
+def test_jobs_a_killed_study_left_on_disk_are_redrawn(store, tmp_path):
+    client, exp = _client(store)
+    keep = tmp_path / "pending"
+    done, dead = (_job(client, exp, np.linspace(0, 1, 40, dtype=np.float32)) for _ in range(2))
+    killed = Figures("background", client.tracking_uri, keep_dir=keep)
+    killed.add(done)
+    client.set_terminated(done.run_id, "FINISHED")  # ended; the process died before the hand-over
+    killed.add(dead)  # its run never ended (it is KILLED on resume): its figures are not drawn
+    client.set_terminated(dead.run_id, "KILLED")
+    assert sorted(p.name for p in keep.iterdir()) == sorted(f"{j.run_id}.pkl" for j in (done, dead))
+    with Figures("background", client.tracking_uri, keep_dir=keep) as resumed:
+        assert resumed.redraw() == 1
+        assert resumed.close() == []
+    run = client.get_run(done.run_id)
+    assert run.info.status == "FINISHED" and MISSING_TAG not in run.data.tags and _plots(client, done.run_id) == PLOTS
+    assert _plots(client, dead.run_id) == set() and list(keep.iterdir()) == []
 
 
 def test_inline_and_off_draw_now_or_never(store):

@@ -118,7 +118,7 @@ def test_cli_bad_input_exits_2_with_one_line(args, message, store):
 
 
 @pytest.mark.slow
-def test_sigterm_ends_the_run_killed_and_exits_1(store, digits_cache):
+def test_sigterm_ends_the_run_killed_and_exits_143(store, digits_cache):
     cmd = [sys.executable, "-m", "siamese.train", *tracking_overrides(store), f"data.cache_dir={digits_cache}",
            "data.n_train=600", "data.n_test=200", "training.epochs=500", "training.early_stopping.patience=null",
            "training.verbose=0"]
@@ -129,7 +129,7 @@ def test_sigterm_ends_the_run_killed_and_exits_1(store, digits_cache):
         time.sleep(0.5)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 1 and "error: stopped by signal SIGTERM" in err, err[-2000:]
+    assert proc.returncode == 143 and "error: stopped by signal SIGTERM" in err, err[-2000:]
     (run,) = runs(store)[1]
     assert run.info.status == "KILLED" and "SIGTERM" in run.data.tags["failure_reason"]
 

@@ -1,0 +1,74 @@
+"""Stops by signal: Ctrl-C (SIGINT) and SIGTERM become :class:`Stopped`, raised where the program is,
+so open runs end KILLED with the signal as their reason (a bare SIGTERM would leave them RUNNING),
+and never where raising it would do harm or be lost."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from typing import Any
+
+
+class Stopped(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) or SIGTERM; ``code`` is the exit code a shell reports for it (128 + signal)."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum, self.code = signum, 128 + signum
+        name = signal.Signals(signum).name
+        super().__init__("stopped by Ctrl-C (SIGINT)" if signum == signal.SIGINT else f"stopped by signal {name}")
+
+
+# Raised inside the SQL store's code, a stop could leave a transaction open and the database locked
+# for every other process (and the exception itself replaced by "database is locked"): it waits.
+_STORE_CODE = ("sqlalchemy", "alembic", "sqlite3", "mlflow.store.db", "mlflow.store.tracking.sqlalchemy_store",
+               "mlflow.store.model_registry.sqlalchemy_store")
+_pending: set[int] = set()
+
+
+def _in_store_code(frame: Any) -> bool:
+    while frame is not None:
+        if frame.f_globals.get("__name__", "").startswith(_STORE_CODE):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _resend(signum: int) -> None:
+    _pending.discard(signum)
+    os.kill(os.getpid(), signum)
+
+
+def _retry(signum: int) -> None:
+    """Send the signal again in 50 ms (one retry at a time)."""
+    if signum not in _pending:
+        _pending.add(signum)
+        retry = threading.Timer(0.05, _resend, (signum,))
+        retry.daemon = True
+        retry.start()
+
+
+def _stop(signum: int, frame: Any) -> None:
+    """Raise :class:`Stopped` where the program is, unless it is in the store's code: then the
+    signal comes again until it lands outside."""
+    if _in_store_code(frame):
+        _retry(signum)
+        return
+    raise Stopped(signum)
+
+
+def _unraisable(info: Any) -> None:
+    """A stop raised in a garbage-collector callback or a ``__del__`` is swallowed by Python (e.g. in
+    JAX's gc callback): send the signal again rather than lose it; anything else as Python does."""
+    if isinstance(info.exc_value, Stopped):
+        _retry(info.exc_value.signum)
+    else:
+        sys.__unraisablehook__(info)
+
+
+def install_stop_handlers() -> None:
+    """Make SIGINT and SIGTERM raise :class:`Stopped` (main thread only, as Python's handlers are)."""
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    sys.unraisablehook = _unraisable
