@@ -26,6 +26,8 @@ def settings(quick: bool) -> dict[str, Any]:
         "seeds": [0, 1] if quick else [0, 1, 2],
         "budget": 2 if quick else 20,
         "small": ["++data.n_train=600", "++data.n_test=200", "training.epochs=3"] if quick else [],
+        # Quick: confirmation of the best trial on two seeds (the path, not the figure).
+        "study": ["confirm.top_k=1", "confirm.seeds=2"] if quick else [],
     }
 
 
@@ -55,7 +57,7 @@ def run(quick: bool, store: Path) -> Result:
             shutil.rmtree(study_dir, ignore_errors=True)
             with timer() as t:
                 metrics = tune(compose_cfg("tune", store, *common, f"study=bench-{data}-s{seed}", f"study_dir={study_dir}",
-                                           f"tuner.max_trials={s['budget']}"))
+                                           f"tuner.max_trials={s['budget']}", *s["study"]))
             add(data, METHODS[5], metrics, t["s"])
             studies.setdefault(data, []).append(f"bench-{data}-s{seed}")
 

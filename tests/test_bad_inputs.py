@@ -10,8 +10,6 @@ is in ``test_read_right_*``.
 
 from __future__ import annotations
 
-import gzip
-import json
 import re
 import shutil
 from pathlib import Path
@@ -27,7 +25,7 @@ from mlflow.tracking import MlflowClient
 
 from conftest import compose_cfg, random_pairs, run_cli, tracking_overrides
 from siamese.bundle import ModelBundle
-from siamese.data import Preprocessor, load_dataset
+from siamese.data import Preprocessor
 from siamese.errors import ConfigError, DataError, TrackingError, UserError
 from siamese.export import export
 from siamese.model import build_model

@@ -13,12 +13,13 @@ from siamese.paths import project_root
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # every benchmark, two Keras backends among them, on 2 cores
 def test_bench_quick_runs_every_benchmark_and_writes_valid_json(tmp_path):
     from benchmarks.run import ORDER, check
 
     out = tmp_path / "results"
     proc = subprocess.run([sys.executable, "-m", "benchmarks.run", "--quick", "--out", str(out)], cwd=project_root(),
-                          capture_output=True, text=True, timeout=600,
+                          capture_output=True, text=True, timeout=1700,
                           env={**os.environ, "SIAMESE_BENCH_CACHE": str(tmp_path / "cache"), "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = {name: check(out / f"{name}.json") for name in ORDER}
