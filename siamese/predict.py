@@ -76,6 +76,9 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
 
     t0 = time.perf_counter()
     bundle = load_bundle(str(cfg.model_uri), cfg.tracking)
+    extra = [str(c) for c in (cfg.data.get("ignore") or [])]
+    if extra:  # data.ignore on the command line: more columns of this input to drop
+        bundle.columns = {**bundle.columns, "ignore": [*(bundle.columns.get("ignore") or []), *extra]}
     result = score_file(bundle, source, output, int(cfg.chunk_size))
     took = time.perf_counter() - t0
     print(f"scored {result['rows']} pairs from {source} with {cfg.model_uri} in {took:.1f}s → {output}")

@@ -122,8 +122,25 @@ def load_bundle(uri: str, tracking_cfg: Any = None) -> ModelBundle:
                 local = Path(mlflow.artifacts.download_artifacts(uri, dst_path=tmp))
         except (mlflow.exceptions.MlflowException, OSError) as exc:
             first = (getattr(exc, "message", None) or str(exc)).strip().splitlines()[0]
-            raise UserError(f"cannot load model {uri}: {first}") from None
+            raise UserError(f"cannot load model {uri}: {first}{_alias_hint(uri)}") from None
         return _load_checked(_bundle_folder(local, uri), uri)
+
+
+def _alias_hint(uri: str) -> str:
+    """For ``models:/name@alias`` whose alias is not set: the aliases the model has, and the fix
+    (a study that does not beat its best baseline is promoted as ``challenger``, not ``champion``)."""
+    if not uri.startswith("models:/") or "@" not in uri:
+        return ""
+    name = uri[len("models:/"):].split("@", 1)[0]
+    try:
+        aliases = mlflow.MlflowClient().get_registered_model(name).aliases
+    except mlflow.exceptions.MlflowException:
+        return ""
+    if not aliases:
+        return f"; {name} has no aliases yet: promote a study first (make promote)"
+    have = ", ".join(f"@{a} (v{v})" for a, v in sorted(aliases.items()))
+    return (f"; {name} has {have}: use one of those, e.g. model=models:/{name}@{sorted(aliases)[0]}, "
+            "or promote.force=true to make a version champion")
 
 
 def main() -> None:

@@ -314,7 +314,9 @@ def models(tmp_path_factory, digits_cache) -> SimpleNamespace:
     mlflow.set_tracking_uri(f"sqlite:///{store}/mlflow.db")
     experiment = mlflow.create_experiment("models", artifact_location=(root / "artifacts").as_uri())
     with mlflow.start_run(experiment_id=experiment):
-        mlflow.register_model(log_pyfunc(bundle).model_uri, "siamese-good")
+        version = mlflow.register_model(log_pyfunc(bundle).model_uri, "siamese-good").version
+        # As promote does for a winner that does not beat its best baseline: challenger, not champion.
+        mlflow.MlflowClient().set_registered_model_alias("siamese-good", "challenger", version)
         mlflow.pyfunc.log_model(name="model", python_model=str(code), registered_model_name="foreign")
     foreign = root / "foreign"
     mlflow.pyfunc.save_model(path=str(foreign), python_model=str(code))
@@ -340,7 +342,9 @@ def predict_cfg(models: SimpleNamespace, *overrides: str, config: str = "predict
 
 MODEL_CASES = [
     ("no such registered model", lambda m: "models:/siamese-nope@champion", r"siamese-nope"),
-    ("no such alias", lambda m: "models:/siamese-good@nope", r"cannot load model models:/siamese-good@nope: .*nope"),
+    ("no such alias", lambda m: "models:/siamese-good@champion",
+     r"cannot load model models:/siamese-good@champion: .*champion.*; siamese-good has @challenger \(v1\): use one "
+     r"of those, e\.g\. model=models:/siamese-good@challenger, or promote\.force=true"),
     ("no such run", lambda m: "runs:/0123456789abcdef/model", r"cannot load model runs:/0123456789abcdef/model"),
     ("no such folder", lambda m: str(m.root / "nowhere"), r"cannot load model .*nowhere"),
     ("a folder that is not a model", lambda m: str(m.empty), r"holds neither a siamese model \(bundle.json\) nor an MLflow model"),
@@ -394,6 +398,16 @@ def test_bad_predict_input(models, tmp_path, case, frame, extra, message):
         predict(predict_cfg(models, f"model_uri={models.folder}", f"input={source}", f"output={out}", "chunk_size=8"))
     assert re.search(message, one_line(err.value)), err.value
     assert not out.exists() and not list(tmp_path.glob("*.partial"))
+
+
+def test_predict_drops_the_columns_listed_in_data_ignore(models, tmp_path):
+    """The error for an extra column says to list it in data.ignore; predict honours that."""
+    source, out = write(table(20).assign(note=3), tmp_path / "pairs.csv"), tmp_path / "scored.csv"
+    with pytest.raises(DataError, match="extra 'note'"):
+        predict(predict_cfg(models, f"model_uri={models.folder}", f"input={source}", f"output={out}"))
+    result = predict(predict_cfg(models, f"model_uri={models.folder}", f"input={source}", f"output={out}",
+                                 "data.ignore=[note]"))
+    assert result["rows"] == 20 and list(pd.read_csv(out).columns)[-3:] == ["note", "score", "prediction"]
 
 
 @pytest.mark.parametrize("options, message", [
