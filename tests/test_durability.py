@@ -303,7 +303,9 @@ def test_store_errors_are_one_line_and_exit_2(tmp_path):
     result = run_cli("report", f"tracking.uri=sqlite:///{bad}", timeout=120)
     assert result.returncode == 2, result.stderr[-2000:]
     (line,) = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    assert line.startswith(f"error: tracking store sqlite:///{bad} cannot be opened: ")
+    # Checked before MLflow opens it (tracking.configure): one line naming the store and the fix.
+    assert line.startswith(f"error: tracking store sqlite:///{bad}: {bad} cannot be opened for writing as a SQLite "
+                           "database (file is not a database); set tracking.uri=")
 
 
 def test_artifacts_follow_the_store():
