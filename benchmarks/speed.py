@@ -81,12 +81,23 @@ CHILD_VARIANTS: dict[str, tuple[dict[str, str], list[str]]] = {
 }
 
 
+def held_out_file(path: Path) -> Path:
+    """A held-out table beside the question-shaped one (the trainer refuses a test file equal to the
+    training file; the speed rows use only the validation split)."""
+    out = path.with_name(f"{path.stem}-test.csv")
+    if out.exists():  # deterministic: written once
+        return out
+    n, d = (int(x) for x in path.stem.rsplit("-", 1)[1].split("x"))
+    return synthetic.write(out, n // 4, d, seed=1)
+
+
 def fit_rows(variants: dict[str, list[str]], path: Path, seed: int, epochs: int, store: Path) -> dict[str, dict[str, float]]:
     """Each variant of the question's model trained once on ``path`` in this process: seconds,
     epochs run and validation AUC."""
     rows = {}
     for name, overrides in variants.items():
-        cfg = compose_cfg("train", store, "data=csv", f"data.train={path}", f"data.test={path}", "experiment=question",
+        cfg = compose_cfg("train", store, "data=csv", f"data.train={path}", f"data.test={held_out_file(path)}",
+                          "experiment=question",
                           f"seed={seed}", f"training.epochs={epochs}", "training.verbose=0", *overrides)
         data = load_dataset(cfg.data, seed)
         t0 = time.perf_counter()
