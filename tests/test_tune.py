@@ -43,7 +43,9 @@ def test_three_trial_study_per_tuner(study_cfg, store, tuner):
         history = client.get_metric_history(trial.info.run_id, "val_loss")
         assert [m.step for m in history] == list(range(len(history))) and len(history) >= 1
         assert "test_auc" not in trial.data.metrics  # test is never looked at during the search
-        assert 0 < trial.data.metrics["trial_seconds"] < 600
+        # The trial's time on the study's path lies within its run (start to end, ms), give or take
+        # the run's creation just before the clock starts.
+        assert 0 < trial.data.metrics["trial_seconds"] <= (trial.info.end_time - trial.info.start_time) / 1000 + 1
         assert {a.path for a in client.list_artifacts(trial.info.run_id, "plots")} >= {"plots/roc.png", "plots/learning_curves.png"}
     best_auc = max(r.data.metrics["val_auc"] for r in trials)  # ties are possible
     chosen = next(r for r in trials if r.info.run_id == parent.data.tags["best_trial_run_id"])
