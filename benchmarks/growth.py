@@ -30,12 +30,14 @@ def plan(quick: bool) -> list[dict[str, Any]]:
     return cases
 
 
-def table_file(n: int, d: int, fmt: str) -> Path:
-    path = CACHE / "growth" / f"pairs-{n}x{d}.{fmt}"
+def table_file(n: int, d: int, fmt: str, seed: int = 1) -> Path:
+    """A synthetic table, written once; the test table has its own seed (a test file equal to the
+    training file is refused)."""
+    path = CACHE / "growth" / f"pairs-{n}x{d}-s{seed}.{fmt}"
     if not path.exists():
         tmp = path.with_name(path.name + ".partial" + path.suffix)
         tmp.unlink(missing_ok=True)
-        synthetic.write(tmp, n, d, seed=1)
+        synthetic.write(tmp, n, d, seed=seed)
         tmp.rename(path)
     return path
 
@@ -73,7 +75,7 @@ def run(quick: bool, store: Path) -> Result:
     results = []
     for spec in plan(quick):
         train = table_file(spec["rows"], spec["d"], spec["fmt"])
-        small_test = table_file(2_000, spec["d"], "parquet")
+        small_test = table_file(2_000, spec["d"], "parquet", seed=2)
         payload = {**spec, "train": str(train), "test": str(small_test), "store": str(store)}
         proc = subprocess.run([sys.executable, "-m", "benchmarks.growth", json.dumps(payload)],
                               capture_output=True, text=True, timeout=3000)
