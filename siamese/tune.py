@@ -164,7 +164,8 @@ def finish(study: "Study", tuner: "StudyTuner", lost_figures: list[str]) -> dict
     if lost_figures:
         print(f"warning: the figures of {len(lost_figures)} run(s) could not be drawn (tagged figures_error): "
               f"{lost_figures[0]}", flush=True)
-    return {**metrics, "trials_completed": float(len(completed)), "trials_failed": float(len(failed))}
+    return {**metrics, **(confirmed.metrics() if confirmed else {}), "trials_completed": float(len(completed)),
+            "trials_failed": float(len(failed))}
 
 
 def tune(cfg: DictConfig) -> dict[str, float]:
