@@ -55,6 +55,30 @@ def _hydra_message(report: str) -> str:
     return "\n".join(out)
 
 
+def did_you_mean(message: str, config_name: str) -> str:
+    """A hint for an override of a key the config lacks (``model.distnce=l1``): the closest existing
+    key at that level, e.g. `` (did you mean 'model.distance'?)``; empty when nothing is close."""
+    import difflib
+    import re
+
+    from omegaconf import OmegaConf
+
+    override, key = re.search(r"Could not override '([^']+)'", message), re.search(r"Key '([^']+)' is not in struct", message)
+    if not (override and key):
+        return ""
+    path, missing = override.group(1).split("."), key.group(1)
+    parent = path[: path.index(missing)] if missing in path else path[:-1]
+    try:
+        node = OmegaConf.select(compose_config(config_name, []), ".".join(parent)) if parent else compose_config(config_name, [])
+    except Exception:  # the hint is a courtesy: the error line stands without it
+        return ""
+    keys = [str(k) for k in node.keys()] if OmegaConf.is_dict(node) else []
+    close = difflib.get_close_matches(missing, keys, n=1, cutoff=0.6)
+    if not close:
+        return ""
+    return f" (did you mean '{'.'.join([*parent, close[0], *path[len(parent) + 1:]])}'?)"
+
+
 def _debug() -> bool:
     return os.environ.get("SIAMESE_DEBUG", "") not in ("", "0")
 
@@ -137,7 +161,7 @@ def entry(task: Callable[[DictConfig], Any], config_name: str, **argv_rules: Any
             # config, bad override syntax) before the task starts: that is bad config, code 2.
             if exc.code == 1 and not started:
                 sys.stderr = real_stderr
-                print(_hydra_message(held.getvalue()), file=sys.stderr)
+                print(_hydra_message(held.getvalue()) + did_you_mean(held.getvalue(), config_name), file=sys.stderr)
                 sys.exit(2)
             raise
         finally:

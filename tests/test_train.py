@@ -104,6 +104,8 @@ def test_presets_train(make_cfg, preset):
     (["loss=contrastive", "model.distance=learned"], "use loss=bce with the learned head"),
     (["data=nope"], "Could not find 'data/nope'"),
     (["model.no_such_key=1"], "no_such_key"),
+    (["training.epoch=3"], "Key 'epoch' is not in struct (did you mean 'training.epochs'?)"),
+    (["modle.distance=l1"], "(did you mean 'model.distance'?)"),
     (["tracking.uri=http://127.0.0.1:9"], "tracking server http://127.0.0.1:9 is unreachable"),
     (["seed="], "seed must be an integer, got ''"),
 ])
