@@ -62,6 +62,7 @@ test-fast: setup
 
 ui: setup
 	@mkdir -p mlruns
+	@echo "open http://$(HOST):$(UI_PORT)/#/experiments?workflowType=machine_learning (the runs table; MLflow opens on its GenAI view otherwise)"
 	$(VENV)/bin/mlflow ui --backend-store-uri $(STORE) --host $(HOST) --port $(UI_PORT)
 
 clean:
