@@ -100,7 +100,9 @@ def study_figures(frame: pd.DataFrame, objective: str, direction: str = "max") -
     number = pd.to_numeric(trials["tags.trial_id"], errors="coerce")
     trials = trials.assign(_n=number).sort_values(["_n", "start_time"])
     values = trials[col].to_numpy(dtype=float)
-    params = {c[len("params."):]: trials[c] for c in trials.columns if c.startswith("params.") and c != "params.trial_id"}
+    # A baseline's params (C, features) are columns of the frame too: not the trials'.
+    params = {c[len("params."):]: trials[c] for c in trials.columns
+              if c.startswith("params.") and c != "params.trial_id" and trials[c].notna().any()}
     numbers = trials["_n"].to_numpy() if trials["_n"].notna().all() else None
     return {"plots/objective_by_trial.png": plots.objective_by_trial(values, objective, numbers, direction),
             "plots/objective_vs_params.png": plots.objective_vs_params(params, values, objective)}
