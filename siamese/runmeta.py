@@ -115,3 +115,18 @@ def announce(cfg: Any, what: str, run: mlflow.entities.Run | None = None) -> Non
     """Print ``<what> run <id>: <url>`` for the active run (or ``run``)."""
     run = run or mlflow.active_run()
     print(f"{what} run {run.info.run_id}: {ui_url(cfg, run)}", flush=True)
+
+
+def main() -> None:
+    """``python -m siamese.runmeta STORE_URI UI_BASE``: each experiment's runs table in the UI, one a line
+    (``make ui`` prints them: clicking through MLflow's experiment list falls back to its GenAI view)."""
+    import sys
+
+    uri, base = sys.argv[1], sys.argv[2].rstrip("/")
+    for exp in MlflowClient(uri).search_experiments():
+        if exp.name != "Default" or exp.experiment_id != "0":
+            print(f"{exp.name}: {base}/#/experiments/{exp.experiment_id}?{ML_VIEW}")
+
+
+if __name__ == "__main__":
+    main()

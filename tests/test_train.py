@@ -146,7 +146,7 @@ def test_multirun_writes_every_job_to_one_store(store, digits_cache):
     assert sorted(r.data.params["model.distance"] for r in found) == ["l1", "l2"]
     assert all(r.info.status == "FINISHED" for r in found)
     assert sorted(r.info.run_name for r in found) == sorted(
-        f"dist={r.data.params['model.distance']}-{r.info.run_id[:6]}" for r in found)
+        f"dist={r.data.params['model.distance']} n_train=600 n_test=200 epochs=2-{r.info.run_id[:6]}" for r in found)
     for r in found:
         assert f"train run {r.info.run_id}: http://127.0.0.1:5000/#/experiments/{r.info.experiment_id}/runs/" \
                f"{r.info.run_id}?workflowType=machine_learning" in result.stdout
