@@ -140,7 +140,9 @@ def test_report_lists_trials_and_baselines(study_cfg, make_cfg, store, capsys):
     text = capsys.readouterr().out
     board = out["leaderboard"]
     assert list(board["run"]).count("baseline-cosine") == 1 and (board["#"] != "-").sum() == 2
-    assert max(len(line) for line in text.splitlines()) <= 100
+    assert max(len(line) for line in text.splitlines() if "://" not in line) <= 100  # a URL is not cut
+    parent = next(r for r in study_runs(store)[1]["study"])
+    assert f"parent run {parent.info.run_id}: http://127.0.0.1:5000/#/experiments/" in text
     assert "val_auc by loss" in text and sum(out["by"]["loss"]["count"]) == 2
 
 
