@@ -62,6 +62,8 @@ test-fast: setup
 
 ui: setup
 	@mkdir -p mlruns
+	@echo "runs tables (MLflow 3.17 opens on its GenAI view without ?workflowType=machine_learning):"
+	@$(PY) -m siamese.runmeta $(STORE) http://$(HOST):$(UI_PORT)
 	$(VENV)/bin/mlflow ui --backend-store-uri $(STORE) --host $(HOST) --port $(UI_PORT)
 
 clean:

@@ -45,7 +45,7 @@ def run(quick: bool, accuracy: dict) -> Result:
                       [title, "trials", f"mean {objective}", "sd", f"max {objective}"])
         for value, row in groups.iterrows():
             table.rows.append([_label(value), int(row["count"]), float(row["mean"]),
-                               float(row["std"]) if pd.notna(row["std"]) else "-", float(row["max"])])
+                               float(row["sd"]) if pd.notna(row["sd"]) else "", float(row["max"])])
         result.tables.append(table)
     result.notes.append(f"Regenerate for one study: python -m siamese.report data={data} study={studies[data][0]} "
                         f"'report.by=loss,model.distance,model.dropout,model.depth,model.output_activation' "

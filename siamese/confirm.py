@@ -144,7 +144,7 @@ def _retrain(study: Any, candidate: Candidate, seed: int, figures: Figures) -> S
     tags = {"kind": "confirm", "study": s.name, "trial_id": candidate.trial.trial_id, "confirm_seed": str(seed)}
     spec = replace(engine.RunSpec.of(candidate.cfg), seed=seed)
     try:
-        with study.tracker.run(f"confirm-{candidate.trial.trial_id}-s{seed}", nested=True, tags=tags) as run:
+        with study.tracker.run(f"{s.name}/confirm-{candidate.trial.trial_id}-s{seed}", nested=True, tags=tags) as run:
             mlflow.log_params({"trial_id": candidate.trial.trial_id, "seed": seed,
                                **{k: str(v) for k, v in candidate.values.items()}})
             cfg = OmegaConf.merge(candidate.cfg, {"seed": seed})

@@ -19,7 +19,7 @@ import mlflow
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
-from siamese import backend, tracking
+from siamese import backend, runmeta, tracking
 from siamese.data import PairSet, TableFormat, data_files, file_sha256, read_pairs
 from siamese.errors import ConfigError, TrackingError
 
@@ -185,6 +185,15 @@ def _describe(p: Plan) -> str:
     return "\n".join(lines)
 
 
+def _registered(client: MlflowClient, name: str) -> bool:
+    """Whether the registered model ``name`` exists."""
+    try:
+        client.get_registered_model(name)
+        return True
+    except mlflow.exceptions.MlflowException:
+        return False
+
+
 def register(p: Plan, bundle: "ModelBundle", parent: mlflow.entities.Run, tracker: tracking.Tracker) -> str:
     """Log the pyfunc in a promotion run, register it, describe it, set the alias.
 
@@ -201,31 +210,44 @@ def register(p: Plan, bundle: "ModelBundle", parent: mlflow.entities.Run, tracke
     trial_config = mlflow.artifacts.load_text(f"runs:/{p.source_run_id}/config.yaml")
     val_metrics = {k: v for k, v in source.data.metrics.items() if k.startswith("val_") and not k.endswith("_epoch")}
     ptags = parent.data.tags
+    # What identifies the model and why it holds its alias; its metrics go on the logged model.
     tags = {"source_run_id": p.source_run_id, "study": p.study, "study_run_id": parent.info.run_id,
             "objective": p.objective, "promotion": f"{p.alias}: {p.reason}", "test_file": p.test_file,
             "data_test_sha256": p.test_sha256, "data_train_sha256": ptags.get("data_train_sha256", ""),
             "git_commit": ptags.get("git_commit", ""), "seed": source.data.tags.get("confirm_seed", source.data.tags.get("seed", ptags.get("seed", ""))),
-            **({"best_baseline": p.baseline, "margin_over_best_baseline": f"{p.margin:.6f}",
-                "beats_best_baseline": str(p.margin > 0).lower()} if p.margin is not None else {}),
-            **{k: f"{v:.6f}" for k, v in {**val_metrics, **p.test_metrics}.items()}}
+            **({"best_baseline": p.baseline, "beats_best_baseline": str(p.margin > 0).lower()} if p.margin is not None else {})}
+    model_metrics = {**val_metrics, **p.test_metrics,
+                     **({"margin_over_best_baseline": p.margin} if p.margin is not None else {})}
     description = "\n".join([
         f"Best trial of study `{p.study}` (run `{p.source_run_id}`), chosen by {p.objective} on validation; "
         f"test metrics computed at promotion on `{p.test_file}` (sha256 {p.test_sha256[:16]}…).", "",
-        "| metric | value |", "|---|---|", *(f"| {k} | {v:.4f} |" for k, v in {**val_metrics, **p.test_metrics}.items()), "",
+        "| metric | value |", "|---|---|", *(f"| {k} | {v:.4f} |" for k, v in model_metrics.items()), "",
         f"Alias: {p.alias} ({p.reason}).", "", "Resolved config:", "```yaml", trial_config.rstrip(), "```"])
-    with tracker.run(f"promote-{p.study}",
-                     tags={"kind": "promotion", "study": p.study, "source_run_id": p.source_run_id}):
+    with tracker.run(f"{p.study}/promote-{p.model_name}",
+                     tags={"kind": "promotion", "study": p.study, "source_run_id": p.source_run_id}) as run:
+        runmeta.announce(tracker.cfg, "promotion")
         mlflow.log_metrics(p.test_metrics)
         mlflow.log_text(trial_config, "config.yaml")
-        info = log_pyfunc(bundle)
-        version = mlflow.register_model(info.model_uri, p.model_name, tags=tags).version
+        # The logged model's source run is the winning trial (the UI's "Source run"), its params
+        # the trial's; this run only logs it and scores test.
+        model = mlflow.initialize_logged_model(
+            name="model", source_run_id=p.source_run_id, experiment_id=run.info.experiment_id,
+            params=dict(source.data.params),
+            tags={k: tags[k] for k in ("study", "objective", "git_commit", "seed")})
+        info = log_pyfunc(bundle, model_id=model.model_id)
+        mlflow.log_metrics(model_metrics, model_id=model.model_id)
+        if not _registered(client, p.model_name):
+            client.create_registered_model(p.model_name)
+        version = client.create_model_version(p.model_name, info.model_uri, run_id=p.source_run_id, tags=tags,
+                                              model_id=model.model_id).version
         try:
             client.update_model_version(p.model_name, version, description=description)
             client.set_registered_model_alias(p.model_name, p.alias, version)
         except BaseException:
             client.delete_model_version(p.model_name, version)
             raise
-        mlflow.set_tags({"registered_model": p.model_name, "registered_version": str(version), "alias": p.alias})
+        mlflow.set_tags({"registered_model": p.model_name, "registered_version": str(version), "alias": p.alias,
+                         "mlflow.runName": f"{p.study}/promote-{p.model_name}-v{version}"})
     return str(version)
 
 

@@ -53,14 +53,14 @@ def requirements() -> list[str]:
     return [f"{name}=={metadata.version(name)}" for name in names]
 
 
-def log_pyfunc(bundle: ModelBundle, name: str = "model") -> mlflow.models.model.ModelInfo:
-    """Log ``bundle`` as a pyfunc model in the active run."""
+def log_pyfunc(bundle: ModelBundle, name: str = "model", model_id: str | None = None) -> mlflow.models.model.ModelInfo:
+    """Log ``bundle`` as a pyfunc model in the active run (into the logged model ``model_id``, if given)."""
     with tracking.scratch_dir() as tmp:
         folder = bundle.save(Path(tmp) / ARTIFACT)
         example = pd.DataFrame(np.zeros((1, 2 * bundle.dim)), columns=bundle.spec.features)
         return mlflow.pyfunc.log_model(
             name=name, python_model=str(Path(__file__).with_name("pyfunc_entry.py")), artifacts={ARTIFACT: str(folder)},
-            signature=signature(bundle), input_example=example, pip_requirements=requirements())
+            signature=signature(bundle), input_example=example, pip_requirements=requirements(), model_id=model_id)
 
 
 def _bundle_folder(local: Path, uri: str) -> Path:

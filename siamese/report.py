@@ -15,12 +15,9 @@ from omegaconf import DictConfig
 
 from siamese import plots
 from siamese.errors import UserError
+from siamese.runmeta import SHORT, ui_url
 from siamese.tracking import Tracker, children
 
-# Short names of the keys a space usually holds; any other key is shown by its last component.
-SHORT = {"model.distance": "dist", "loss.name": "loss", "model.dropout": "drop", "optimizer.name": "opt",
-         "optimizer.learning_rate": "lr", "model.output_activation": "out", "training.batch_size": "bs",
-         "data.preprocess": "pre"}
 METRICS = ("val_auc", "val_accuracy", "val_f1", "val_ap")
 
 
@@ -50,6 +47,11 @@ def trial_params(row: pd.Series) -> dict[str, Any]:
     return dict(sorted(values.items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order else len(order), kv[0])))
 
 
+def within(name: Any, study: Any) -> Any:
+    """A run's name inside its study: ``t/trial-07`` → ``trial-07``."""
+    return name.removeprefix(f"{study}/") if isinstance(name, str) and isinstance(study, str) else name
+
+
 def one_per_trial(frame: pd.DataFrame) -> pd.DataFrame:
     """A study's child runs with one run per trial: a trial run again after a stop or a dead process
     (same ``trial_id``) is its FINISHED run, else its latest."""
@@ -77,6 +79,8 @@ def leaderboard(frame: pd.DataFrame, objective: str, direction: str) -> pd.DataF
         return ranked
     cols = {"run_id": "run_id", "tags.mlflow.runName": "name", "tags.kind": "kind", "status": "status"}
     board = ranked[[c for c in cols if c in ranked.columns]].rename(columns=cols)
+    if "name" in board.columns and "tags.study" in ranked.columns:
+        board["name"] = [within(n, s) for n, s in zip(board["name"], ranked["tags.study"])]
     for m in dict.fromkeys((*METRICS, objective)):
         if f"metrics.{m}" in ranked.columns:
             board[m] = ranked[f"metrics.{m}"]
@@ -86,16 +90,21 @@ def leaderboard(frame: pd.DataFrame, objective: str, direction: str) -> pd.DataF
     return board
 
 
-def study_figures(frame: pd.DataFrame, objective: str) -> dict[str, Any]:
+def study_figures(frame: pd.DataFrame, objective: str, direction: str = "max") -> dict[str, Any]:
     """``plots/objective_by_trial.png`` and ``plots/objective_vs_params.png`` of a study's trials
     (none when no trial logged the objective)."""
-    trials = frame[frame["tags.kind"] == "trial"].sort_values("start_time")
+    trials = frame[frame["tags.kind"] == "trial"]
     col = f"metrics.{objective}"
     if col not in trials.columns:
         return {}
+    number = pd.to_numeric(trials["tags.trial_id"], errors="coerce")
+    trials = trials.assign(_n=number).sort_values(["_n", "start_time"])
     values = trials[col].to_numpy(dtype=float)
-    params = {c[len("params."):]: trials[c] for c in trials.columns if c.startswith("params.") and c != "params.trial_id"}
-    return {"plots/objective_by_trial.png": plots.objective_by_trial(values, objective),
+    # A baseline's params (C, features) are columns of the frame too: not the trials'.
+    params = {c[len("params."):]: trials[c] for c in trials.columns
+              if c.startswith("params.") and c != "params.trial_id" and trials[c].notna().any()}
+    numbers = trials["_n"].to_numpy() if trials["_n"].notna().all() else None
+    return {"plots/objective_by_trial.png": plots.objective_by_trial(values, objective, numbers, direction),
             "plots/objective_vs_params.png": plots.objective_vs_params(params, values, objective)}
 
 
@@ -109,9 +118,9 @@ def table(frame: pd.DataFrame, objective: str, direction: str, top: int) -> pd.D
         trial = r["tags.kind"] == "trial"
         rows.append({
             "#": str(rank_no) if trial else "-",
-            "run": r["tags.mlflow.runName"],
+            "run": within(r["tags.mlflow.runName"], r.get("tags.study")),
             objective: r.get(f"metrics.{objective}"),
-            "val_acc": r.get("metrics.val_accuracy"),
+            "val_accuracy": r.get("metrics.val_accuracy"),
             "val_auc": r.get("metrics.val_auc"),
             "params": short(trial_params(r), width=46) if trial else "",
             "run_id": r["run_id"][:8],
@@ -130,14 +139,22 @@ def by_choice(frame: pd.DataFrame, keys: list[str], objective: str) -> dict[str,
         if col not in trials.columns:
             raise UserError(f"report.by: '{key}' is not a parameter of this study's trials")
         grouped = trials.groupby(trials[col].fillna("(inactive)"))[f"metrics.{objective}"]
-        out[key] = grouped.agg(["count", "mean", "std", "max"]).sort_values("mean", ascending=False)
+        # sd of one run is undefined: blank (NaN shows as "-"), not a number.
+        out[key] = grouped.agg(["count", "mean", "std", "max"]).rename(columns={"std": "sd"}).sort_values(
+            "mean", ascending=False)
     return out
 
 
 def render(board: pd.DataFrame, width: int = 100) -> str:
     """Fixed-width text, each line at most ``width`` characters."""
-    fmt = {c: (lambda v: f"{v:.4f}" if pd.notna(v) else "-") for c in board.columns if board[c].dtype.kind == "f"}
-    text = board.to_string(index=False, formatters=fmt, max_colwidth=46)
+    # Formatted here: to_string prints NaN as "NaN" whatever the formatter. A missing value is
+    # "-"; a group of one run has no sd: blank.
+    shown = board.copy()
+    for c in board.columns:
+        if board[c].dtype.kind == "f":
+            blank = "" if c == "sd" else "-"
+            shown[c] = [f"{v:.4f}" if pd.notna(v) else blank for v in board[c]]
+    text = shown.to_string(index=False, max_colwidth=46)
     return "\n".join(line[:width] for line in text.splitlines())
 
 
@@ -157,7 +174,7 @@ def report(cfg: DictConfig) -> dict[str, Any]:
     m = parent.data.metrics
     print(f"study {tags.get('study')} ({tags.get('tuner')}, {objective} {direction}): "
           f"{int(m.get('trials_completed', 0))} trials, {int(m.get('trials_failed', 0))} failed")
-    print(f"parent run {parent.info.run_id}")
+    print(f"parent run {parent.info.run_id}: {ui_url(cfg.tracking, parent)}")
     if "test_accuracy" in m:
         print(f"best trial {tags.get('best_trial_id')}: test_accuracy={m['test_accuracy']:.4f} "
               f"test_auc={m['test_auc']:.4f} (thresholds from validation)")

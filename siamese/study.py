@@ -24,7 +24,7 @@ import mlflow
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from siamese import engine, tracking
+from siamese import engine, runmeta, tracking
 from siamese.bundle import ModelBundle
 from siamese.data import Dataset, load_dataset
 from siamese.errors import ConfigError
@@ -231,10 +231,10 @@ class Study:
         s = self.settings
         tags = {"kind": "trial", "study": s.name, "trial_id": trial.trial_id}
         try:
-            with self.tracker.run(f"trial-{trial.trial_id}", nested=True, tags=tags, owner=self.figures):
+            with self.tracker.run(f"{s.name}/trial-{trial.trial_id}", nested=True, tags=tags, owner=self.figures):
                 values, cfg = self.trial_values(trial)
                 self.last.values = values
-                mlflow.log_params({"trial_id": trial.trial_id, **{k: str(v) for k, v in values.items()}})
+                runmeta.log_trial_params(trial.trial_id, values)
                 mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
                 spec = engine.RunSpec.of(cfg)
                 results = [self._execute(replace(spec, seed=spec.seed + i), trial.trial_id, i) for i in range(s.executions)]
@@ -257,7 +257,7 @@ class Study:
     def _execute(self, spec: engine.RunSpec, trial_id: str, execution: int) -> engine.Assessment:
         """Fit and assess on validation, in the trial run (or a nested run per execution)."""
         several = self.settings.executions > 1
-        ctx = (self.tracker.run(f"trial-{trial_id}-exec{execution}", nested=True, tags={"kind": "execution"},
+        ctx = (self.tracker.run(f"{self.settings.name}/trial-{trial_id}/exec{execution}", nested=True, tags={"kind": "execution"},
                                 owner=self.figures) if several else contextlib.nullcontext())
         with ctx:
             return engine.train_and_record(spec, self.data_for(spec.cfg), False, self.settings.log_trial_models,

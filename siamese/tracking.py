@@ -33,6 +33,10 @@ from siamese.paths import artifact_root_for, project_root
 logging.getLogger("mlflow").setLevel(logging.WARNING)
 logging.getLogger("alembic").setLevel(logging.WARNING)
 
+# MLflow 3's UI opens an experiment by this tag: without it, it guesses and may show the GenAI
+# view (traces, tokens) instead of the runs table. Values are in the UI's bundle (ExperimentKind).
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+
 
 class RunOwner(Protocol):
     """Someone with work left for a run after its block has completed (e.g. its figures).
@@ -154,13 +158,16 @@ class Tracker:
             if exp is not None:
                 if exp.lifecycle_stage == "deleted":
                     client.restore_experiment(exp.experiment_id)
+                if EXPERIMENT_KIND[0] not in exp.tags:  # an experiment made before the tag was set
+                    client.set_experiment_tag(exp.experiment_id, *EXPERIMENT_KIND)
                 return exp.experiment_id
             # A tracking server decides where artifacts go; a local store keeps them beside the db.
             local = not mlflow.get_tracking_uri().startswith(("http://", "https://"))
             root = self.artifact_root
             location = Path(root).resolve().as_uri() if root and local else None
             try:
-                return client.create_experiment(self.experiment, artifact_location=location)
+                return client.create_experiment(self.experiment, artifact_location=location,
+                                                tags=dict([EXPERIMENT_KIND]))
             except mlflow.exceptions.MlflowException:
                 exp = client.get_experiment_by_name(self.experiment)  # another job created it just now
                 if exp is None:

@@ -6,9 +6,10 @@
 
 from __future__ import annotations
 
+import mlflow
 from omegaconf import DictConfig
 
-from siamese import backend, tracking
+from siamese import backend, runmeta, tracking
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -28,7 +29,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     spec, tracker, data = engine.prepare(cfg)
     tags = tracking.reproducibility_tags(spec.seed, data.hashes, data.files)
-    with tracker.run(cfg.get("run_name"), tags={**tags, "kind": "train"}):
+    with tracker.run(cfg.get("run_name"), tags={**tags, "kind": "train"}) as run:
+        # MLflow's generated names come from `random`, which the seed resets: a multirun repeats them.
+        mlflow.set_tag("mlflow.runName", runmeta.train_name(cfg, run.info.run_id))
+        runmeta.announce(cfg.tracking, "train")
         tracking.log_config(cfg)
         engine.log_data(data)
         result = engine.train_and_record(spec, data, with_test=True, log_model=bool(cfg.tracking.log_model))

@@ -25,7 +25,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 from sklearn.exceptions import ConvergenceWarning
 
-from siamese import backend, baselines, report, resume, tracking
+from siamese import backend, baselines, report, resume, runmeta, tracking
 from siamese.data import Dataset
 from siamese.errors import TrainingFailed
 from siamese.figures import Figures, mode_of
@@ -57,7 +57,7 @@ def run_baselines(tracker: tracking.Tracker, study: StudySettings, data: Dataset
         if name in done:
             continue
         try:
-            with tracker.run(f"baseline-{name}", nested=True,
+            with tracker.run(f"{study.name}/baseline-{name}", nested=True,
                              tags={"kind": "baseline", "baseline": name, "study": study.name}):
                 try:  # overflow and NaN are judged below, not warned about line by line
                     with np.errstate(all="ignore"), warnings.catch_warnings():
@@ -144,13 +144,14 @@ def finish(study: "Study", tuner: "StudyTuner", lost_figures: list[str]) -> dict
                      "best_model_source": source, "beats_best_baseline": str(bool(margin > 0)).lower(),
                      **(confirm.tags(confirmed) if confirmed else {}),
                      **{f"best.{k}": str(v) for k, v in values.items()}})
+    runmeta.log_winner(values, best_trial.trial_id)
     mlflow.log_text(json.dumps(values, indent=1, default=str), "best_params.json")
     with tracking.scratch_dir() as tmp:
         path = Path(tmp) / "leaderboard.csv"
         board = report.leaderboard(frame[frame["tags.kind"] != "confirm"], obj, s.direction)
         (confirmed.annotate(board, frame) if confirmed else board).to_csv(path, index=False)
         mlflow.log_artifact(str(path))
-    for name, fig in report.study_figures(frame, obj).items():
+    for name, fig in report.study_figures(frame, obj, s.direction).items():
         tracking.log_figure(fig, name)
     parent_metrics = {**metrics, f"best_{obj}": metrics[obj], f"best_baseline_{obj}": best_base,
                       "margin_over_best_baseline": margin, **(confirmed.metrics() if confirmed else {})}
@@ -202,8 +203,9 @@ def tune(cfg: DictConfig) -> dict[str, float]:
         parent_id, resumed = resume.open_parent(cfg, settings, tracker, space_hash, data, {p.key for p in params})
         killed = resume.reconcile(parent_id) if resumed else []
         with tracker.run(run_id=parent_id):
+            runmeta.announce(cfg.tracking, f"study {settings.name}: parent")
             if not resumed:
-                tracking.log_config(cfg)
+                runmeta.log_study_start(cfg, resume.fixed_settings(cfg, {p.key for p in params}))
                 engine.log_data(data)
             else:
                 mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config_resumed.yaml")

@@ -113,3 +113,32 @@ def test_unknown_figure_mode_fails_before_any_run(make_cfg, store, tmp_path):
     with pytest.raises(ConfigError, match="trial_figures='sometimes'"):
         tune(make_cfg(f"study_dir={tmp_path}/s", "trial_figures=sometimes", config="tune"))
     assert MlflowClient(f"sqlite:///{store}/mlflow.db").get_experiment_by_name("digits") is None
+
+
+def test_study_figures_read_like_the_runs():
+    """Trial numbers and epochs as MLflow counts them; numbers on numeric axes, short labels."""
+    import pandas as pd
+
+    from siamese.plots import learning_curves
+    from siamese.report import study_figures
+
+    frame = pd.DataFrame({
+        "tags.kind": ["trial"] * 4 + ["baseline"], "tags.trial_id": ["2", "0", "3", "1", None],
+        "start_time": pd.to_datetime([3, 1, 4, 2, 0], unit="s"), "metrics.val_auc": [0.7, 0.9, 0.8, 0.6, 0.95],
+        "params.model.width": ["128", "256", "64", "128", None],
+        "params.optimizer.learning_rate": ["0.0009731527832051676", "0.01", "0.0001", "0.003", None],
+        "params.model.distance": ["cosine", "l1", "learned_difference_head", "l1", None],
+        "params.C": [None, None, None, None, "0.01"]})
+    figs = study_figures(frame, "val_auc")
+    by_trial = figs["plots/objective_by_trial.png"].axes[0]
+    assert list(by_trial.lines[0].get_xdata()) == [0, 1, 2, 3]  # trial-00 is 0
+    assert list(by_trial.lines[0].get_ydata()) == [0.9, 0.6, 0.7, 0.8]
+    assert list(by_trial.lines[1].get_ydata()) == [0.9, 0.9, 0.9, 0.9]  # best so far
+    panels = {ax.get_title(): ax for ax in figs["plots/objective_vs_params.png"].axes if ax.get_title()}
+    assert sorted(panels) == ["model.distance", "model.width", "optimizer.learning_rate"]  # no baseline's C
+    assert sorted(panels["model.width"].lines[0].get_xdata()) == [64, 128, 128, 256]  # a numeric axis
+    assert panels["optimizer.learning_rate"].get_xscale() == "log"
+    labels = [t.get_text() for t in panels["model.distance"].get_xticklabels()]
+    assert labels == ["cosine", "l1", "learned_d…"]
+    curves = learning_curves({"loss": [0.9, 0.5, 0.4], "val_loss": [0.8, 0.6, 0.5]})
+    assert list(curves.axes[0].lines[0].get_xdata()) == [0, 1, 2]  # MLflow's steps start at 0

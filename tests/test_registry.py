@@ -66,8 +66,15 @@ def test_promotion_registers_a_described_champion(reg):
     assert reg.first["alias"] == "champion" and str(version.version) == reg.first["version"] == "1"
     tags = version.tags
     assert tags["source_run_id"] == reg.first["source_run_id"] and tags["study"] == "good"
-    assert float(tags["test_accuracy"]) == pytest.approx(reg.first["test_metrics"]["test_accuracy"], abs=1e-6)
-    assert len(tags["data_test_sha256"]) == 64 and "val_auc" in tags
+    assert len(tags["data_test_sha256"]) == 64 and not set(tags) & {*reg.first["test_metrics"], "val_auc", "val_accuracy"}
+    # The version's source run is the winning trial; its metrics are on the logged model.
+    assert version.run_id == reg.first["source_run_id"]
+    assert version.source.startswith("models:/m-")  # a logged model (the SQL store leaves model_id unset)
+    model = reg.client.get_logged_model(version.source.removeprefix("models:/"))
+    assert model.source_run_id == reg.first["source_run_id"]
+    metrics = {m.key: m.value for m in model.metrics}
+    assert metrics["test_accuracy"] == pytest.approx(reg.first["test_metrics"]["test_accuracy"], abs=1e-6)
+    assert "val_auc" in metrics
     assert "Resolved config" in version.description and "loss:" in version.description
     # The source is the best trial by validation objective, never by test.
     trials = mlflow.search_runs(search_all_experiments=True, filter_string="tags.kind = 'trial' and tags.study = 'good'")

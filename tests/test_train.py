@@ -37,6 +37,7 @@ def test_train_records_a_complete_run(make_cfg, store, tmp_path):
     assert run.info.status == "FINISHED"
     # Params: the flattened resolved config.
     assert run.data.params["model.distance"] == "l1" and run.data.params["seed"] == "7"
+    assert run.info.run_name == f"digits-{run.info.run_id[:6]}"  # called as a function: no overrides
     assert run.data.params["training.epochs"] == "3" and run.data.params["loss.name"] == "bce"
     # Per-epoch curves with step = epoch.
     for key in ("loss", "val_loss", "acc", "val_acc", "val_auc_epoch"):
@@ -138,12 +139,19 @@ def test_sigterm_ends_the_run_killed_and_exits_143(store, digits_cache):
 
 @pytest.mark.slow
 def test_multirun_writes_every_job_to_one_store(store, digits_cache):
-    result = run_cli("train", "-m", "seed=1,2", *tracking_overrides(store), f"data.cache_dir={digits_cache}",
+    # Same seed in every job: MLflow's name generator (Python's random, reset by the seed) would
+    # name them alike; each is named by its overrides and id, and prints its id and page.
+    result = run_cli("train", "-m", "model.distance=l1,l2", *tracking_overrides(store), f"data.cache_dir={digits_cache}",
                      "data.n_train=600", "data.n_test=200", "training.epochs=2", "training.verbose=0")
     assert result.returncode == 0, result.stderr[-3000:]
     _, found = runs(store)
-    assert sorted(r.data.params["seed"] for r in found) == ["1", "2"]
+    assert sorted(r.data.params["model.distance"] for r in found) == ["l1", "l2"]
     assert all(r.info.status == "FINISHED" for r in found)
+    assert sorted(r.info.run_name for r in found) == sorted(
+        f"dist={r.data.params['model.distance']} n_train=600 n_test=200 epochs=2-{r.info.run_id[:6]}" for r in found)
+    for r in found:
+        assert f"train run {r.info.run_id}: http://127.0.0.1:5000/#/experiments/{r.info.experiment_id}/runs/" \
+               f"{r.info.run_id}?workflowType=machine_learning" in result.stdout
 
 
 @pytest.mark.slow

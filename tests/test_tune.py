@@ -59,7 +59,15 @@ def test_three_trial_study_per_tuner(study_cfg, store, tuner):
     assert parent.data.metrics["margin_over_best_baseline"] == pytest.approx(margin)
     assert parent.data.tags["beats_best_baseline"] == ("true" if margin > 0 else "false")
     names = {a.path for a in client.list_artifacts(parent.info.run_id)}
-    assert {"leaderboard.csv", "best_params.json", "model", "plots"} <= names
+    assert {"leaderboard.csv", "best_params.json", "model", "plots", "search_space.yaml", "config.yaml"} <= names
+    # The parent's params: the study's settings and the winner's values, not the space flattened.
+    params = parent.data.params
+    assert params["study"] == "t" and params["tuner.name"] == tuner and params["tuner.max_trials"] == "3"
+    assert not any(k.startswith("search.params") for k in params)
+    assert {k: v for k, v in params.items() if k.startswith("best.")} == {
+        f"best.{k}": v for k, v in chosen.data.params.items() if k != "trial_id"}
+    assert all(r.info.run_name == f"t/trial-{r.data.tags['trial_id']}" for r in trials)
+    assert sorted(b.info.run_name for b in base) == ["t/baseline-cosine", "t/baseline-logistic"]
     plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
     assert {"plots/objective_by_trial.png", "plots/objective_vs_params.png"} <= plots
 
@@ -132,7 +140,9 @@ def test_report_lists_trials_and_baselines(study_cfg, make_cfg, store, capsys):
     text = capsys.readouterr().out
     board = out["leaderboard"]
     assert list(board["run"]).count("baseline-cosine") == 1 and (board["#"] != "-").sum() == 2
-    assert max(len(line) for line in text.splitlines()) <= 100
+    assert max(len(line) for line in text.splitlines() if "://" not in line) <= 100  # a URL is not cut
+    parent = next(r for r in study_runs(store)[1]["study"])
+    assert f"parent run {parent.info.run_id}: http://127.0.0.1:5000/#/experiments/" in text
     assert "val_auc by loss" in text and sum(out["by"]["loss"]["count"]) == 2
 
 
