@@ -28,12 +28,11 @@ from sklearn.exceptions import ConvergenceWarning
 from siamese import backend, baselines, report, resume, tracking
 from siamese.data import Dataset
 from siamese.errors import TrainingFailed
-from siamese.figures import Figures, mode_of
+from siamese.figures import PENDING_FIGURES, Figures, mode_of
 
 if TYPE_CHECKING:
     from siamese.study import Study, StudySettings, StudyTuner
 
-PENDING_FIGURES = "figures_pending"  # under the study's folder: figure jobs not yet drawn
 
 # The bayesian oracle's Gaussian process warns about length scales at its bounds on most fits;
 # it is not actionable by a user and buries the progress lines.

@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from siamese import backend, engine
 from siamese.distributed import WORKERS_DIR, Distributed, default_tuner_id, quiet_keras_tuner
 from siamese.errors import ConfigError, TrainingFailed, UserError
-from siamese.figures import Figures, mode_of
+from siamese.figures import PENDING_FIGURES, Figures, mode_of
 from siamese.stops import Stopped, install_stop_handlers
 
 
@@ -71,7 +71,6 @@ def work(cfg: DictConfig, dist: Distributed, tuner_id: str | None = None) -> dic
 
     from siamese.search import parse_space
     from siamese.study import Study, StudySettings, StudyTuner, make_oracle
-    from siamese.tune import PENDING_FIGURES
 
     kt_config.DEBUG = os.environ.get("SIAMESE_DEBUG", "") not in ("", "0")
     quiet_keras_tuner()

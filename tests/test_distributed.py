@@ -176,3 +176,32 @@ def test_a_worker_killed_mid_trial_fails_its_trial_and_the_other_finishes_the_st
     assert status.pop(failed.data.tags["trial_id"]) == "FAILED" and set(status.values()) == {"COMPLETED"}
     assert f"trial {failed.data.tags['trial_id']} (worker0)" in out.read_text()  # its progress line says FAILED
     assert processes_of(store / "study" / "workers") == []
+
+
+@pytest.mark.slow
+def test_a_chief_killed_by_sigkill_takes_its_workers_and_a_restart_resumes_from_its_project(store, digits_cache, tmp_path):
+    args = args_for(store, digits_cache, MAX_TRIALS, 6, "tuner.verbose=true")
+    proc, out, err = start_tune(args, tmp_path / "killed")
+    wait_for(proc, out, rf"^\[1/{MAX_TRIALS}\] trial")
+    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait(timeout=WAIT_S) == -9
+    deadline = time.monotonic() + WAIT_S  # the workers get SIGTERM from the kernel (PDEATHSIG) and end their runs
+    while processes_of(store / "study" / "workers") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert processes_of(store / "study" / "workers") == []
+    _, runs = study_runs(store)
+    assert [r.info.status for r in runs["study"]] == ["RUNNING"]  # the dead chief's, reconciled on restart
+    for run in runs["trial"]:
+        assert run.info.status in ("FINISHED", "KILLED")
+    done = {r.data.tags["trial_id"] for r in runs["trial"] if r.info.status == "FINISHED"}
+
+    proc, out, err = start_tune(args, tmp_path / "restarted")
+    assert proc.wait(timeout=WAIT_S * 2) == 0, err.read_text()[-3000:]
+    assert "Reloading Tuner from" in out.read_text()  # keras-tuner's project: the trials already made
+    assert f"(resuming: {len(done)} done, {MAX_TRIALS - len(done)} to run)" in out.read_text()
+    _, runs = study_runs(store)
+    (parent,) = runs["study"]
+    assert parent.info.status == "FINISHED" and parent.data.metrics["trials_completed"] == MAX_TRIALS
+    finished = [r.data.tags["trial_id"] for r in runs["trial"] if r.info.status == "FINISHED"]
+    assert sorted(finished) == [str(i) for i in range(MAX_TRIALS)]
+    assert set(kt_status(store / "study").values()) == {"COMPLETED"}
