@@ -205,3 +205,57 @@ def test_a_chief_killed_by_sigkill_takes_its_workers_and_a_restart_resumes_from_
     finished = [r.data.tags["trial_id"] for r in runs["trial"] if r.info.status == "FINISHED"]
     assert sorted(finished) == [str(i) for i in range(MAX_TRIALS)]
     assert set(kt_status(store / "study").values()) == {"COMPLETED"}
+
+
+def test_an_unreachable_tracking_server_is_one_line_before_any_worker_starts(store, digits_cache):
+    proc = run_cli("tune", f"data.cache_dir={digits_cache}", f"study_dir={store}/study", "tuner.workers=2",
+                   "tracking.uri=http://127.0.0.1:1")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "error: tracking server http://127.0.0.1:1 is unreachable: [Errno 111] Connection refused"]
+    assert not (store / "study" / "workers").exists()
+
+
+@pytest.fixture
+def server(store):
+    """``mlflow server`` over the test's SQLite store on 127.0.0.1 (what ``make server`` runs)."""
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = (store / "server.log").open("w")
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("mlflow")), "server", "--backend-store-uri",
+                             f"sqlite:///{store}/mlflow.db", "--artifacts-destination", f"{store}/served",
+                             "--host", "127.0.0.1", "--port", str(port)], stdout=log, stderr=log, start_new_session=True)
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).close()
+            break
+        except OSError:
+            assert proc.poll() is None and time.monotonic() < deadline, (store / "server.log").read_text()[-2000:]
+            time.sleep(0.5)
+    yield f"http://127.0.0.1:{port}"
+    os.killpg(proc.pid, signal.SIGTERM)  # the server and the uvicorn workers it started
+    proc.wait(timeout=60)
+
+
+@pytest.mark.slow
+def test_six_trials_with_two_workers_through_the_tracking_server(store, digits_cache, server, tmp_path):
+    trials = 6
+    args = [a for a in args_for(store, digits_cache, trials, 2) if not a.startswith("tracking.")]
+    proc, out, err = start_tune([*args, f"tracking.uri={server}"], tmp_path / "run")
+    assert proc.wait(timeout=WAIT_S * 3) == 0, err.read_text()[-3000:] + out.read_text()[-3000:]
+    _, runs = study_runs(store)  # read from the server's SQLite file itself
+    (parent,) = runs["study"]
+    assert parent.info.status == "FINISHED" and parent.data.metrics["trials_completed"] == trials
+    assert len(runs["trial"]) == trials
+    assert sorted(r.data.tags["trial_id"] for r in runs["trial"]) == [str(i) for i in range(trials)]
+    for run in [*runs["trial"], *runs["baseline"]]:
+        assert run.info.status == "FINISHED" and run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+    assert parent.info.artifact_uri.startswith("mlflow-artifacts:")  # the server keeps the artifacts
+    assert (store / "served").is_dir() and any((store / "served").rglob("leaderboard.csv"))
