@@ -259,3 +259,20 @@ def test_six_trials_with_two_workers_through_the_tracking_server(store, digits_c
         assert run.info.status == "FINISHED" and run.data.tags["mlflow.parentRunId"] == parent.info.run_id
     assert parent.info.artifact_uri.startswith("mlflow-artifacts:")  # the server keeps the artifacts
     assert (store / "served").is_dir() and any((store / "served").rglob("leaderboard.csv"))
+
+
+@pytest.mark.slow
+def test_a_joblib_multirun_writes_two_studies_to_one_store_each_under_its_own_parent(store, digits_cache, tmp_path):
+    proc = run_cli("tune", "-m", "hydra/launcher=joblib", *tracking_overrides(store), f"data.cache_dir={digits_cache}",
+                   "study=ja,jb", f"study_dir={store}/studies/${{study}}", f"hydra.sweep.dir={tmp_path}/sweep",
+                   "data.n_train=600", "data.n_test=200", "training.epochs=2", "tuner.max_trials=2",
+                   "confirm.top_k=0", "trial_figures=false", timeout=WAIT_S * 3)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    _, runs = study_runs(store)
+    parents = {r.data.tags["study"]: r for r in runs["study"]}
+    assert sorted(parents) == ["ja", "jb"] and all(p.info.status == "FINISHED" for p in parents.values())
+    for name, parent in parents.items():
+        mine = [r for r in runs["trial"] if r.data.tags["mlflow.parentRunId"] == parent.info.run_id]
+        assert sorted(r.data.tags["trial_id"] for r in mine) == ["0", "1"], name
+        assert all(r.data.tags["study"] == name and r.info.status == "FINISHED" for r in mine)
+    assert len(runs["trial"]) == 4
