@@ -172,7 +172,9 @@ def stop_workers(board: Board, parent_id: str, procs: dict, signum: int, grace_s
 
 
 def _chief_done(oracle: Any, servicer: Any) -> bool:
-    return (servicer.stop_triggered or len(oracle.trials) >= oracle.max_trials) and not oracle.ongoing_trials
+    """Every trial made has ended and none waits to run again (a resumed study's interrupted ones)."""
+    return ((servicer.stop_triggered or len(oracle.trials) >= oracle.max_trials) and not oracle.ongoing_trials
+            and not oracle._retry_queue)
 
 
 def quiet_keras_tuner() -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from siamese import backend, engine
+from siamese import backend
 from siamese.distributed import WORKERS_DIR, Distributed, default_tuner_id, quiet_keras_tuner
 from siamese.errors import ConfigError, TrainingFailed, UserError
 from siamese.figures import PENDING_FIGURES, Figures, mode_of
@@ -69,6 +69,7 @@ def work(cfg: DictConfig, dist: Distributed, tuner_id: str | None = None) -> dic
     import keras_tuner as kt
     from keras_tuner.src import config as kt_config
 
+    from siamese import engine  # Keras: imported once the backend is chosen
     from siamese.search import parse_space
     from siamese.study import Study, StudySettings, StudyTuner, make_oracle
 
