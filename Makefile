@@ -15,7 +15,7 @@ ARGS    ?=
 # `mlflow models serve --env-manager local` and friends start tools (uvicorn) from PATH.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup train tune report promote predict serve bench bench-quick test test-fast ui clean
+.PHONY: setup train tune report promote predict serve bench bench-quick test test-fast ui server clean
 
 setup: $(STAMP)
 
@@ -65,6 +65,14 @@ ui: setup
 	@echo "runs tables (MLflow 3.17 opens on its GenAI view without ?workflowType=machine_learning):"
 	@$(PY) -m siamese.runmeta $(STORE) http://$(HOST):$(UI_PORT)
 	$(VENV)/bin/mlflow ui --backend-store-uri $(STORE) --host $(HOST) --port $(UI_PORT)
+
+# A tracking server over the project's store, for workers of a study (tracking.uri=http://HOST:5000)
+# and parallel jobs; artifacts are served too (a cluster's workers need no shared artifact folder).
+# Bound to 127.0.0.1 unless HOST= says otherwise (it has no authentication).
+server: setup
+	@mkdir -p mlruns/artifacts
+	$(VENV)/bin/mlflow server --backend-store-uri $(STORE) --artifacts-destination $(CURDIR)/mlruns/artifacts \
+	  --host $(HOST) --port $(UI_PORT)
 
 clean:
 	rm -rf experiments mlruns .pytest_cache

@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import accuracy, growth, question, speed, throughput
+from benchmarks import accuracy, growth, parallel, question, speed, throughput
 from benchmarks.common import CACHE, ROOT, Result, write
 
-ORDER = ["accuracy", "question", "speed", "throughput", "growth"]
+ORDER = ["accuracy", "question", "speed", "throughput", "parallel", "growth"]
 TABLE_KEYS = {"title": str, "columns": list, "rows": list}
 RESULT_KEYS = {"name": str, "quick": bool, "command": str, "tables": list, "targets": list, "notes": list,
                "data": dict, "seconds": float, "machine": dict}
@@ -92,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         if name == "question":
             result = question.run(args.quick, json.loads((out / "accuracy.json").read_text()))
         else:
-            result = {"accuracy": accuracy, "speed": speed, "throughput": throughput, "growth": growth}[name].run(args.quick, store)
+            result = {"accuracy": accuracy, "speed": speed, "throughput": throughput, "parallel": parallel,
+                      "growth": growth}[name].run(args.quick, store)
         result.seconds, result.command = time.perf_counter() - t0, command
         check(write(result, out))
         results.append(result)

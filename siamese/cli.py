@@ -12,6 +12,7 @@ import io
 import os
 import sys
 import traceback
+import warnings
 from typing import Any, Callable
 
 import hydra
@@ -117,21 +118,31 @@ def compose_config(config_name: str, overrides: list[str], *, with_hydra: bool =
         return compose(config_name=config_name, overrides=overrides, return_hydra_config=with_hydra)
 
 
+# What entry() holds while Hydra composes: its stderr output, the real stderr, whether the task began.
+_HOLD: dict[str, Any] = {}
+
+
+def _release_stderr() -> None:
+    """Once the task starts: the real stderr back, with what Hydra printed meanwhile (a module-level
+    function, so a job pickled to another process finds that process's own state)."""
+    if _HOLD.get("started") is False:
+        _HOLD["started"] = True
+        sys.stderr = _HOLD["real"]
+        sys.stderr.write(_HOLD["held"].getvalue())
+
+
 def entry(task: Callable[[DictConfig], Any], config_name: str, **argv_rules: Any) -> Callable[[], None]:
     """Wrap ``task(cfg)`` as a Hydra app reading ``conf/<config_name>.yaml``.
 
     ``argv_rules`` are passed to :func:`rewrite_argv` before Hydra reads the command line.
     """
-    started = False
     held = io.StringIO()
     real_stderr = sys.stderr
+    _HOLD.update(held=held, real=real_stderr, started=False)
 
+    # Holds no file or buffer itself: a parallel launcher (hydra/launcher=joblib) pickles it.
     def task_function(cfg: DictConfig) -> Any:
-        nonlocal started
-        if not started:
-            started = True
-            sys.stderr = real_stderr
-            real_stderr.write(held.getvalue())
+        _release_stderr()
         try:
             with required_values():  # a ``???`` value not given: one line naming the key
                 return task(cfg)
@@ -147,6 +158,9 @@ def entry(task: Callable[[DictConfig], Any], config_name: str, **argv_rules: Any
         if argv_rules:
             sys.argv = rewrite_argv(sys.argv, **argv_rules)
         install_stop_handlers()
+        # conf/hydra/launcher/joblib.yaml sets the joblib plugin's own schema (same name): checked
+        # against it, as wanted; Hydra warns about that pairing on every multirun.
+        warnings.filterwarnings("ignore", message=r"(?s).*is validated against ConfigStore schema", category=UserWarning)
         # Hold what Hydra prints before the task starts: if composition fails, it is condensed.
         sys.stderr = held
         try:
@@ -159,7 +173,7 @@ def entry(task: Callable[[DictConfig], Any], config_name: str, **argv_rules: Any
         except SystemExit as exc:
             # Hydra exits 1 on a config it cannot compose (unknown group option, key not in the
             # config, bad override syntax) before the task starts: that is bad config, code 2.
-            if exc.code == 1 and not started:
+            if exc.code == 1 and not _HOLD.get("started"):
                 sys.stderr = real_stderr
                 print(_hydra_message(held.getvalue()) + did_you_mean(held.getvalue(), config_name), file=sys.stderr)
                 sys.exit(2)

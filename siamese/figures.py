@@ -91,6 +91,9 @@ def mode_of(value: Any) -> str:
     return str(value)
 
 
+PENDING_FIGURES = "figures_pending"  # under a study's folder: figure jobs not yet drawn
+
+
 class Figures:
     """Where runs' figures are drawn: ``inline`` (here), ``background`` (a worker process) or ``off``.
 

@@ -63,7 +63,7 @@ def fixed_settings(cfg: DictConfig, searched: set[str]) -> dict[str, str]:
     flat = tracking.flat_params(OmegaConf.create(node))
     return {k: v for k, v in flat.items()
             if k not in searched and k.split(".", 1)[-1] not in NOT_FIXED.get(k.split(".", 1)[0], ())
-            and k != "tuner.oracle.max_trials"}
+            and k != "tuner.oracle.max_trials" and not k.startswith(("tuner.workers", "tuner.distributed."))}
 
 
 def changes(state: dict[str, Any], space_hash: str, hashes: dict[str, str], fixed: dict[str, str]) -> list[str]:

@@ -9,6 +9,7 @@ hands a trial to :class:`Study`, and the oracle comes from ``conf/tuner/``.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import math
 import os
@@ -193,12 +194,18 @@ class Study:
 
     def _keep_if_best(self, trial_id: str, bundle: ModelBundle, value: float) -> None:
         sign = self.settings.sign
-        # A trial run again after a stop replaces its own kept model (trial.json goes with the folder).
-        rerun = self.best is not None and self.best["trial_id"] == trial_id
-        if self.best is None or rerun or sign * value > sign * self.best["objective"]:
-            bundle.save(self.settings.dir / BEST_DIR)
-            self.best = {"trial_id": trial_id, "objective": value}
-            (self.settings.dir / BEST_DIR / "trial.json").write_text(json.dumps(self.best))
+        # Worker processes of one study (siamese.worker) keep their best into the same folder: one at
+        # a time, each judging against what is on disk now, not what it read when it started.
+        self.settings.dir.mkdir(parents=True, exist_ok=True)
+        with open(self.settings.dir / f"{BEST_DIR}.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self.best = self._saved_best() or self.best
+            # A trial run again after a stop replaces its own kept model (trial.json goes with the folder).
+            rerun = self.best is not None and self.best["trial_id"] == trial_id
+            if self.best is None or rerun or sign * value > sign * self.best["objective"]:
+                bundle.save(self.settings.dir / BEST_DIR)
+                self.best = {"trial_id": trial_id, "objective": value}
+                (self.settings.dir / BEST_DIR / "trial.json").write_text(json.dumps(self.best))
 
     def kept_model(self, trial_id: str) -> ModelBundle | None:
         """The model kept on disk for ``trial_id``, if it is the one kept."""

@@ -143,6 +143,10 @@ class Tracker:
         self.cfg = cfg
         self.experiment = str(cfg.experiment)
         self.artifact_root = cfg.get("artifact_root") or artifact_root_for(str(cfg.uri))
+        # A study's worker process (siamese.worker) has no parent run open: its trials name it, and
+        # carry child_tags (which worker ran them).
+        self.parent_run_id: str | None = None
+        self.child_tags: dict[str, str] = {}
         if check:
             configure(cfg)
 
@@ -184,7 +188,10 @@ class Tracker:
         (see :class:`RunOwner`).
         """
         exp_id = None if run_id else self.experiment_id()
-        active = mlflow.start_run(run_id=run_id, experiment_id=exp_id, run_name=run_name, nested=nested, tags=tags)
+        parent = self.parent_run_id if nested and run_id is None and mlflow.active_run() is None else None
+        tags = {**(tags or {}), **self.child_tags} if parent else tags
+        active = mlflow.start_run(run_id=run_id, experiment_id=exp_id, run_name=run_name, nested=nested,
+                                  parent_run_id=parent, tags=tags)
         this = active.info.run_id
         try:
             yield active

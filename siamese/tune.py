@@ -28,12 +28,11 @@ from sklearn.exceptions import ConvergenceWarning
 from siamese import backend, baselines, report, resume, runmeta, tracking
 from siamese.data import Dataset
 from siamese.errors import TrainingFailed
-from siamese.figures import Figures, mode_of
+from siamese.figures import PENDING_FIGURES, Figures, mode_of
 
 if TYPE_CHECKING:
     from siamese.study import Study, StudySettings, StudyTuner
 
-PENDING_FIGURES = "figures_pending"  # under the study's folder: figure jobs not yet drawn
 
 # The bayesian oracle's Gaussian process warns about length scales at its bounds on most fits;
 # it is not actionable by a user and buries the progress lines.
@@ -179,6 +178,13 @@ def tune(cfg: DictConfig) -> dict[str, float]:
         ConfigError: a bad space or tuner setting, before any trial runs; a resumed study with
             other data, settings or space (unless ``resume=force``); the study running elsewhere.
     """
+    from siamese.distributed import Distributed
+
+    dist = Distributed.of(cfg)
+    if dist.role == "worker":  # one worker of a cluster: trials from the chief, no finish here
+        from siamese.worker import work
+
+        return work(cfg, dist)
     backend.start(cfg.backend)
     # keras-tuner and the engine import Keras: imported once the backend is chosen.
     from keras_tuner.src import config as kt_config
@@ -228,13 +234,19 @@ def tune(cfg: DictConfig) -> dict[str, float]:
                           "an interrupted trial runs again with its id", flush=True)
                 if redrawn:
                     print(f"resume: drawing the missing figures of {redrawn} finished run(s)", flush=True)
+                lost_elsewhere: list[str] = []
                 try:
-                    tuner.search(verbose=0)
+                    if dist.active:  # a keras-tuner chief: workers run the trials (siamese.distributed)
+                        from siamese import distributed
+
+                        lost_elsewhere = distributed.search(study, tuner, dist)
+                    else:
+                        tuner.search(verbose=0)
                 except RuntimeError as exc:  # keras-tuner's max_consecutive_failures: finish says why
                     if not str(exc).startswith("Number of consecutive failures"):
                         raise
                     print(f"warning: the search stopped: {str(exc).splitlines()[0]}", flush=True)
-                lost = figures.close()
+                lost = figures.close() + lost_elsewhere
             return finish(study, tuner, lost)
 
 

@@ -32,6 +32,9 @@ def test_bench_quick_runs_every_benchmark_and_writes_valid_json(tmp_path):
     accuracy = results["accuracy"]["data"]["summary"]["digits"]
     assert accuracy["cosine similarity"]["test_accuracy"] > accuracy["majority class"]["test_accuracy"]
     assert results["question"]["data"]["trials"] == 4
+    parallel = results["parallel"]["data"]  # the same 4 trials by one process, 1 worker and 2 workers
+    assert [parallel[w]["trials"] for w in ("0", "1", "2")] == [4, 4, 4]
+    assert all(parallel[w]["time_to_best_s"] <= parallel[w]["wall_s"] for w in ("0", "1", "2"))
     waits = results["throughput"]["data"]["figure_wait_s"]
     assert waits["background"] < waits["inline"] / 10  # handing figures to the worker beats drawing them
     # The printed verdict is the JSON's: each target's line says met / NOT met as its JSON does, and

@@ -73,7 +73,7 @@ def test_package_import_starts_no_tensorflow_and_tasks_load_keras_only_when_they
     """Keras reads its backend once, at import: a task module must not import it before the task
     has read ``backend=`` from its config."""
     code = ("import sys, siamese, siamese.report, siamese.figures, siamese.tracking, siamese.train, siamese.tune, "
-            "siamese.promote, siamese.predict, siamese.export; print(sorted({m.split('.')[0] for m in sys.modules} "
+            "siamese.promote, siamese.predict, siamese.export, siamese.worker, siamese.distributed; print(sorted({m.split('.')[0] for m in sys.modules} "
             "& {'tensorflow', 'keras', 'jax', 'keras_tuner'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -1,0 +1,78 @@
+"""Parallel trials: trials per hour and time to the best objective of the default digits study run by
+one process (``tuner.workers=0``), by a chief with 1 local worker and with 2 (``tuner.workers=1|2``);
+seed confirmation off (``confirm.top_k=0``: it runs in the chief alone, after the search).
+
+Each study is a fresh ``python -m siamese.tune`` process timed from start to exit, as a user sees it
+(worker start-up included). The random tuner with the study's seed hands out the same trials in the
+same order whatever the number of workers; the benchmark checks that every variant ran the same
+trial configs, so the comparison is of the same work.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.common import CACHE, Result, Table, Target, compose_cfg
+from siamese.paths import project_root
+from siamese.tracking import Tracker, children
+
+VARIANTS = (0, 1, 2)  # tuner.workers
+
+
+def _study(quick: bool, store: Path, workers: int) -> dict[str, float | list]:
+    """The default study (``quick``: 4 small trials) with ``workers``; wall time and its trials."""
+    name = f"bench-parallel-{workers}"
+    study_dir = CACHE / "studies" / name
+    shutil.rmtree(study_dir, ignore_errors=True)
+    size = ["++data.n_train=600", "++data.n_test=200", "training.epochs=3", "tuner.max_trials=4"] if quick else []
+    # Seed confirmation retrains the top trials in the chief alone after the search: not what is compared.
+    args = [f"study={name}", f"study_dir={study_dir}", f"tuner.workers={workers}", f"tracking.uri=sqlite:///{store}/mlflow.db",
+            f"tracking.artifact_root={store}/artifacts", "confirm.top_k=0", *size]
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "siamese.tune", *args], capture_output=True, text=True,
+                          cwd=project_root(), env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=7200)
+    wall = time.perf_counter() - t0
+    if proc.returncode:
+        raise RuntimeError(f"the study with tuner.workers={workers} failed: {proc.stderr[-2000:]}")
+    parent = Tracker(compose_cfg("tune", store, *args).tracking).find_study(name)
+    frame = children(parent.info.run_id)
+    trials = frame[(frame["tags.kind"] == "trial") & (frame["status"] == "FINISHED")].sort_values("tags.trial_id")
+    best = trials.loc[trials["metrics.val_auc"].idxmax()]
+    params = sorted(c for c in trials.columns if c.startswith("params."))
+    return {"wall_s": wall, "trials": len(trials), "trials_per_hour": len(trials) / wall * 3600,
+            # from the study's start (its parent run) to the end of its best trial
+            "time_to_best_s": best["end_time"].timestamp() - parent.info.start_time / 1000,
+            "trial_seconds": float(trials["metrics.trial_seconds"].sum()),
+            "best_val_auc": float(best["metrics.val_auc"]), "configs": trials[params].astype(str).to_dict("records")}
+
+
+def run(quick: bool, store: Path) -> Result:
+    out = {w: _study(quick, store, w) for w in VARIANTS}
+    for w in VARIANTS[1:]:
+        if out[w]["configs"] != out[0]["configs"]:
+            raise RuntimeError(f"tuner.workers={w} ran other trial configs than one process did")
+    n = out[0]["trials"]
+    table = Table(f"The default digits study, random tuner, {n} trials (the same configs in each row), "
+                  f"{os.cpu_count()} cores; wall time from process start to exit",
+                  ["tuner.workers", "wall (s)", "trials per hour", "time to best val_auc (s)",
+                   "trial time (s, sum)", "best val_auc", "× 1 worker"])
+    labels = {0: "0 (one process)", 1: "1 (chief + 1 worker)", 2: "2 (chief + 2 workers)"}
+    for w in VARIANTS:
+        r = out[w]
+        table.rows.append([labels[w], round(r["wall_s"], 1), round(r["trials_per_hour"]), round(r["time_to_best_s"], 1),
+                           round(r["trial_seconds"], 1), round(r["best_val_auc"], 4),
+                           round(r["trials_per_hour"] / out[1]["trials_per_hour"], 2)])
+    data = {str(w): {k: v for k, v in r.items() if k != "configs"} for w, r in out.items()}
+    result = Result("parallel", quick, "", [table], data=data)
+    gain = out[2]["trials_per_hour"] / out[1]["trials_per_hour"]
+    result.targets.append(Target("2 local workers: ≥ 1.5× the trials per hour of 1 worker", f"{gain:.2f}×", gain >= 1.5))
+    result.notes.append("trial time (sum) is each trial's own `trial_seconds`: with 2 workers on 2 cores each trial "
+                        "gets one core (tuner.distributed.threads = cores // workers), so a trial takes longer "
+                        "while two run at once; the wall time also pays each worker's start (TensorFlow import, "
+                        "data load) and the chief's finish (baselines, best model, test scoring) once.")
+    return result

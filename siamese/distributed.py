@@ -1,0 +1,265 @@
+"""Parallel trials on keras-tuner's distributed engine: the chief side.
+
+The process that runs ``python -m siamese.tune tuner.workers=N`` (or ``tuner.distributed.role=chief``)
+owns the study as a single process does (its lock, its MLflow parent run, baselines, the finish) and,
+instead of running trials itself, serves its oracle over gRPC (keras-tuner's ``OracleServicer``) to
+worker processes (:mod:`siamese.worker`), N of them started here as children. Each worker asks the
+oracle for a trial, logs it as a nested run of the parent and reports it back; this process prints
+one progress line per ended trial, ends the trial of a worker that died FAILED (in the oracle and in
+MLflow), stops every worker on a stop, and finishes the study once they have all ended.
+
+Nothing here imports Keras at import time; gRPC and keras-tuner are imported when a search starts.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from siamese import tracking
+from siamese.errors import ConfigError, TrainingFailed
+from siamese.board import Board, end_runs
+from siamese.stops import Stopped
+
+if TYPE_CHECKING:
+    from siamese.study import Study, StudyTuner
+
+ROLES = ("chief", "worker")
+WORKERS_DIR = "workers"  # under the study's folder: the workers' config, logs and keras-tuner folders
+
+
+@dataclass(frozen=True)
+class Distributed:
+    """``tuner.workers`` and ``tuner.distributed``, checked.
+
+    Attributes:
+        workers: local worker processes (0: none).
+        role: ``chief``, ``worker`` or None (a local launcher, or a single process).
+        host, port: where the chief's oracle listens (port 0: a free one).
+        tuner_id: a worker's keras-tuner id; parent_run: a worker's parent run id.
+        threads: TensorFlow threads per local worker; grace_s: a stopped worker's time to end its runs.
+    """
+
+    workers: int
+    role: str | None
+    host: str
+    port: int
+    tuner_id: str | None
+    parent_run: str | None
+    threads: int
+    grace_s: float
+
+    @classmethod
+    def of(cls, cfg: DictConfig) -> "Distributed":
+        """Read ``cfg.tuner.workers`` and ``cfg.tuner.distributed``.
+
+        Raises:
+            ConfigError: a bad value, named with its key and the fix.
+        """
+        node = cfg.tuner.get("distributed") or {}
+        workers = cfg.tuner.get("workers", 0)
+        if not isinstance(workers, int) or isinstance(workers, bool) or workers < 0:
+            raise ConfigError(f"tuner.workers must be a whole number >= 0 (0: trials in this process), got {workers!r}")
+        role = node.get("role")
+        if role not in (None, *ROLES):
+            raise ConfigError(f"tuner.distributed.role must be one of {list(ROLES)} (or null), got {role!r}")
+        if role == "worker" and workers:
+            raise ConfigError("tuner.workers must be 0 with tuner.distributed.role=worker (a worker runs trials itself)")
+        address = node.get("address")
+        if role and not address:
+            raise ConfigError(f"tuner.distributed.role={role} needs tuner.distributed.address=HOST:PORT (the chief's)")
+        host, port = ("127.0.0.1", 0) if not address else _address(str(address))
+        tuner_id = node.get("tuner_id")
+        if tuner_id is not None and "chief" in str(tuner_id):
+            raise ConfigError(f"tuner.distributed.tuner_id={tuner_id!r}: keras-tuner takes any id containing "
+                              "'chief' for the chief; pick another")
+        threads = node.get("threads") or max(1, _cores() // max(workers, 1))
+        if not isinstance(threads, int) or threads < 1:
+            raise ConfigError(f"tuner.distributed.threads must be a whole number >= 1 (or null), got {threads!r}")
+        return cls(workers, role, host, port, None if tuner_id is None else str(tuner_id), node.get("parent_run"),
+                   threads, float(node.get("grace_s", 30)))
+
+    @property
+    def active(self) -> bool:
+        """Whether this process serves the oracle to workers instead of running trials."""
+        return self.workers > 0 or self.role == "chief"
+
+
+def _address(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ConfigError(f"tuner.distributed.address={text!r} is not HOST:PORT (e.g. 10.0.0.5:8470)")
+    return host, int(port)
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the launcher dies (even by SIGKILL), so no worker is
+    left orphaned waiting an hour for a chief that is gone (keras-tuner#983)."""
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def start_workers(study: "Study", dist: Distributed, address: str) -> dict[str, tuple[subprocess.Popen, Path]]:
+    """Start ``dist.workers`` worker processes (:mod:`siamese.worker`), each with its log file."""
+    folder = study.settings.dir / WORKERS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    config = folder / "config.yaml"  # the study's resolved config: every worker runs the same study
+    config.write_text(OmegaConf.to_yaml(study.cfg, resolve=True))
+    threads = str(dist.threads)
+    env = {**os.environ, "OMP_NUM_THREADS": threads, "TF_NUM_INTRAOP_THREADS": threads,
+           "TF_NUM_INTEROP_THREADS": threads, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
+    procs = {}
+    for i in range(dist.workers):
+        tuner_id = f"worker{i}"
+        log = folder / f"{tuner_id}.log"
+        with log.open("w") as out:
+            # Its own session: Ctrl-C reaches the launcher only, which stops each worker once.
+            procs[tuner_id] = (subprocess.Popen(
+                [sys.executable, "-m", "siamese.worker", str(config), tuner_id, address, study.parent_id, threads],
+                stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                preexec_fn=_die_with_parent), log)
+    return procs
+
+
+def _tail(log: Path) -> str:
+    lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()] if log.exists() else []
+    return lines[-1][:300] if lines else "no output"
+
+
+def _how(code: int) -> str:
+    return f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+
+
+def _reap(board: Board, parent_id: str, tuner_id: str, why: str, status: str = "FAILED") -> None:
+    """The trial a dead worker held ends ``status`` in the oracle and in MLflow, with ``why``."""
+    trial = next((t for tid, t in list(board.oracle.ongoing_trials.items()) if tid == tuner_id), None)
+    if trial is None:
+        return
+    reason = f"worker {tuner_id} {why} during this trial"
+    end_runs(parent_id, trial.trial_id, "KILLED" if status == "KILLED" else "FAILED", reason)
+    if status == "FAILED":  # a stopped study keeps it running in the oracle: a resume runs it again
+        trial.status, trial.message = "FAILED", reason
+        board.end_trial(trial)
+
+
+def stop_workers(board: Board, parent_id: str, procs: dict, signum: int, grace_s: float) -> None:
+    """Send ``signum`` to every live worker; one still alive after ``grace_s`` is killed and its runs KILLED."""
+    for proc, _ in procs.values():
+        if proc.poll() is None:
+            proc.send_signal(signum)
+    deadline = time.monotonic() + grace_s
+    for tuner_id, (proc, _) in procs.items():
+        try:
+            proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            _reap(board, parent_id, tuner_id, f"did not stop within {grace_s:.0f}s and was killed", "KILLED")
+
+
+def _chief_done(oracle: Any, servicer: Any) -> bool:
+    """Every trial made has ended and none waits to run again (a resumed study's interrupted ones)."""
+    return ((servicer.stop_triggered or len(oracle.trials) >= oracle.max_trials) and not oracle.ongoing_trials
+            and not oracle._retry_queue)
+
+
+def quiet_keras_tuner() -> None:
+    """keras-tuner 1.4.8 prints a conditional parameter's first value each time a trial crosses gRPC
+    (a stray ``print`` in ``Parent.to_proto``): silenced in that module only."""
+    from keras_tuner.src.engine import conditions
+
+    conditions.print = lambda *args, **kwargs: None
+
+
+def search(study: "Study", tuner: "StudyTuner", dist: Distributed) -> list[str]:
+    """Serve the study's oracle until every trial has ended and every local worker has exited.
+
+    Returns:
+        The trial runs whose figures a worker could not draw (tagged ``figures_error``).
+
+    Raises:
+        ConfigError: the address cannot be listened on.
+        TrainingFailed: every local worker ended before the study did (the last one's last line).
+    """
+    import grpc
+    from keras_tuner.src import protos
+    from keras_tuner.src.distribute.oracle_chief import OracleServicer
+
+    quiet_keras_tuner()
+    oracle = tuner.oracle
+    oracle.verbose = 0
+    board = Board(study, oracle)
+    tuner.save()  # the project can be reloaded: a restarted chief resumes from it
+    # More than keras-tuner's one thread: a worker's slow or failing call does not hold the others
+    # (keras-tuner#915); the oracle's methods are synchronized.
+    server = grpc.server(__import__("concurrent.futures").futures.ThreadPoolExecutor(max_workers=dist.workers + 4))
+    servicer = OracleServicer(oracle)
+    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
+    try:
+        port = server.add_insecure_port(f"{dist.host}:{dist.port}")
+    except RuntimeError:
+        port = 0
+    if not port:
+        raise ConfigError(f"tuner.distributed.address={dist.host}:{dist.port}: the chief cannot listen there "
+                          "(port in use, or not this machine's address); pick another")
+    server.start()
+    address = f"{dist.host}:{port}"
+    print(f"chief: keras-tuner oracle on {address}; {dist.workers or 'remote'} worker(s)"
+          f"{f', {dist.threads} thread(s) each' if dist.workers else ''}", flush=True)
+    procs = start_workers(study, dist, address) if dist.workers else {}
+    exits: dict[str, int] = {}
+    try:
+        while True:
+            for tuner_id, (proc, log) in procs.items():
+                if tuner_id not in exits and proc.poll() is not None:
+                    exits[tuner_id] = proc.returncode
+                    if proc.returncode:
+                        print(f"warning: worker {tuner_id} ended ({_how(proc.returncode)}): {_tail(log)}", flush=True)
+                        _reap(board, study.parent_id, tuner_id, f"died ({_how(proc.returncode)})")
+            if procs and len(exits) == len(procs):
+                break
+            if not procs and _chief_done(oracle, servicer):
+                _linger(oracle, dist.grace_s)
+                break
+            time.sleep(0.2)
+    except BaseException as exc:
+        stop_workers(board, study.parent_id, procs, exc.signum if isinstance(exc, Stopped) else signal.SIGTERM,
+                     dist.grace_s)
+        raise
+    finally:
+        server.stop(grace=1.0)
+    if board.stopped:
+        print(f"warning: the search stopped: {board.stopped}", flush=True)
+    elif not _chief_done(oracle, servicer) and procs:
+        last = max(procs, key=lambda t: procs[t][0].pid)
+        raise TrainingFailed(f"every worker ended before study '{study.settings.name}' did; worker {last}: "
+                             f"{_tail(procs[last][1])} (log: {procs[last][1]})")
+    study.best = study._saved_best()  # the workers kept the best model on disk
+    frame = tracking.children(study.parent_id)
+    return list(frame[frame["tags.figures_error"].notna()]["run_id"]) if "tags.figures_error" in frame else []
+
+
+def _linger(oracle: Any, grace_s: float) -> None:
+    """Remote workers get the oracle's STOPPED before it goes (keras-tuner#983: else they wait an hour)."""
+    deadline = time.monotonic() + grace_s
+    while oracle.tuner_ids and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+
+def default_tuner_id() -> str:
+    """A cluster worker's id when none is given: its host and process."""
+    return f"worker-{socket.gethostname()}-{os.getpid()}"
