@@ -36,7 +36,18 @@ class Board:
         self.limit = oracle.max_consecutive_failed_trials
         oracle.max_consecutive_failed_trials = None
         self.lock = threading.Lock()
-        self._create, self._end = oracle.create_trial, oracle.end_trial
+        from keras_tuner import synchronized  # the oracle's own lock: no save while another call writes
+
+        end = oracle.end_trial
+
+        def end_and_save(oracle: Any, trial: Any) -> None:
+            end(trial)
+            # keras-tuner saves the oracle before it pops the ended trial from ongoing_trials; saved
+            # again, the project a resume reloads does not hand that trial out a second time.
+            oracle.save()
+
+        self._create = oracle.create_trial
+        self._end = lambda trial: synchronized(end_and_save)(oracle, trial)
         oracle.create_trial, oracle.end_trial = self.create_trial, self.end_trial
 
     def create_trial(self, tuner_id: str) -> Any:

@@ -28,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from siamese import tracking
 from siamese.errors import ConfigError, TrainingFailed
-from siamese.board import Board, end_runs
+from siamese.board import ENDED, Board, end_runs
 from siamese.stops import Stopped
 
 if TYPE_CHECKING:
@@ -83,11 +83,15 @@ class Distributed:
         if tuner_id is not None and "chief" in str(tuner_id):
             raise ConfigError(f"tuner.distributed.tuner_id={tuner_id!r}: keras-tuner takes any id containing "
                               "'chief' for the chief; pick another")
-        threads = node.get("threads") or max(1, _cores() // max(workers, 1))
-        if not isinstance(threads, int) or threads < 1:
+        threads = node.get("threads")
+        threads = max(1, _cores() // max(workers, 1)) if threads is None else threads
+        if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
             raise ConfigError(f"tuner.distributed.threads must be a whole number >= 1 (or null), got {threads!r}")
+        grace_s = node.get("grace_s", 30)
+        if isinstance(grace_s, bool) or not isinstance(grace_s, (int, float)) or grace_s < 0:
+            raise ConfigError(f"tuner.distributed.grace_s must be a number of seconds >= 0, got {grace_s!r}")
         return cls(workers, role, host, port, None if tuner_id is None else str(tuner_id), node.get("parent_run"),
-                   threads, float(node.get("grace_s", 30)))
+                   threads, float(grace_s))
 
     @property
     def active(self) -> bool:
@@ -202,6 +206,11 @@ def search(study: "Study", tuner: "StudyTuner", dist: Distributed) -> list[str]:
     quiet_keras_tuner()
     oracle = tuner.oracle
     oracle.verbose = 0
+    # A trial that had ended can still be listed as ongoing in a reloaded project (keras-tuner saves
+    # before it pops the ended trial): handed out again by create_trial, it would run twice.
+    for tuner_id, trial in list(oracle.ongoing_trials.items()):
+        if oracle.trials.get(trial.trial_id) is not None and oracle.trials[trial.trial_id].status in ENDED:
+            oracle.ongoing_trials.pop(tuner_id)
     board = Board(study, oracle)
     tuner.save()  # the project can be reloaded: a restarted chief resumes from it
     # More than keras-tuner's one thread: a worker's slow or failing call does not hold the others

@@ -67,7 +67,10 @@ def test_bad_distributed_settings_are_refused_in_one_line(store, digits_cache):
     for override, key in [("tuner.workers=-1", "tuner.workers"), ("tuner.distributed.role=boss", "tuner.distributed.role"),
                           ("tuner.distributed.role=worker", "tuner.distributed.address"),
                           ("tuner.distributed.address=nohost", "tuner.distributed.address"),
-                          ("tuner.distributed.tuner_id=mychief", "tuner.distributed.tuner_id")]:
+                          ("tuner.distributed.tuner_id=mychief", "tuner.distributed.tuner_id"),
+                          ("tuner.distributed.grace_s=abc", "tuner.distributed.grace_s"),
+                          ("tuner.distributed.grace_s=-1", "tuner.distributed.grace_s"),
+                          ("tuner.distributed.threads=0", "tuner.distributed.threads")]:
         cfg = compose_cfg(store, digits_cache, override, config="tune")
         with pytest.raises(ConfigError, match=re.escape(key)):
             Distributed.of(cfg)
@@ -114,6 +117,12 @@ def test_two_local_workers_run_every_trial_once_under_one_parent(store, digits_c
     assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {"leaderboard.csv", "model", "best_params.json"}
     assert set(kt_status(store / "study").values()) == {"COMPLETED"}
     assert processes_of(store / "study" / "workers") == []
+    # The saved project lists no ended trial as ongoing: a resume must not hand one out again.
+    assert json.loads((store / "study" / "tuner" / "oracle.json").read_text())["ongoing_trials"] == {}
+    proc, out, err = start_tune(args_for(store, digits_cache, MAX_TRIALS + 1), tmp_path / "more")
+    assert proc.wait(timeout=WAIT_S * 2) == 0, err.read_text()[-3000:] + out.read_text()[-3000:]
+    _, runs = study_runs(store)
+    assert sorted(r.data.tags["trial_id"] for r in runs["trial"]) == [str(i) for i in range(MAX_TRIALS + 1)]
 
 
 @pytest.mark.slow
