@@ -92,7 +92,7 @@ def summarise(quick: bool, s: dict[str, Any], scores: dict[tuple[str, str], list
     n = max(len(v) for v in scores.values())
     table = Table(f"Test set, mean ± sd over seeds (up to {n}; thresholds chosen on validation)",
                   ["data", "method", "seeds", "test accuracy", "test AUC", "test F1", "wall s"])
-    spread = Table(f"The study's confirmed winner, mean ± sd over its studies (one per seed): its validation objective over fresh "
+    spread = Table("The study's confirmed winner, mean ± sd over its studies (one per seed): its validation objective over fresh "
                    "seeds (mean, and sd = the seed spread), its kept model's val vs test AUC, the study's wall time",
                    ["data", "studies", "confirm val_auc mean", "confirm val_auc sd (seeds)", "val_auc", "test_auc",
                     "val − test AUC", "study wall s"])

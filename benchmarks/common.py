@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import statistics
+import subprocess
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -149,3 +152,29 @@ def write(result: Result, out: Path) -> Path:
     tmp.write_text(json.dumps(result.to_json(), indent=1, default=str))
     os.replace(tmp, path)
     return path
+
+
+def tune_in_child(store: Path, name: str, *overrides: str, what: str) -> tuple[float, Any, Any]:
+    """Study ``name`` run as a user runs it: a fresh ``python -m siamese.tune`` process in a fresh study
+    folder, timed from process start to exit, tracked in ``store``.
+
+    Returns:
+        The wall time (s), the study's parent run and its child runs (a frame, :func:`siamese.tracking.children`).
+
+    Raises:
+        RuntimeError: the process failed (``what`` names it; its stderr's tail follows).
+    """
+    from siamese.tracking import Tracker, children
+
+    study_dir = CACHE / "studies" / name
+    shutil.rmtree(study_dir, ignore_errors=True)
+    args = [f"study={name}", f"study_dir={study_dir}", f"tracking.uri=sqlite:///{store}/mlflow.db",
+            f"tracking.artifact_root={store}/artifacts", *overrides]
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "siamese.tune", *args], capture_output=True, text=True,
+                          cwd=project_root(), env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=7200)
+    wall = time.perf_counter() - t0
+    if proc.returncode:
+        raise RuntimeError(f"{what} failed: {proc.stderr[-2000:]}")
+    parent = Tracker(compose_cfg("tune", store, *args).tracking).find_study(name)
+    return wall, parent, children(parent.info.run_id)

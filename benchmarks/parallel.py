@@ -11,36 +11,19 @@ trial configs, so the comparison is of the same work.
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-from benchmarks.common import CACHE, Result, Table, Target, compose_cfg
-from siamese.paths import project_root
-from siamese.tracking import Tracker, children
+from benchmarks.common import Result, Table, Target, tune_in_child
 
 VARIANTS = (0, 1, 2)  # tuner.workers
 
 
 def _study(quick: bool, store: Path, workers: int) -> dict[str, float | list]:
     """The default study (``quick``: 4 small trials) with ``workers``; wall time and its trials."""
-    name = f"bench-parallel-{workers}"
-    study_dir = CACHE / "studies" / name
-    shutil.rmtree(study_dir, ignore_errors=True)
     size = ["++data.n_train=600", "++data.n_test=200", "training.epochs=3", "tuner.max_trials=4"] if quick else []
     # Seed confirmation retrains the top trials in the chief alone after the search: not what is compared.
-    args = [f"study={name}", f"study_dir={study_dir}", f"tuner.workers={workers}", f"tracking.uri=sqlite:///{store}/mlflow.db",
-            f"tracking.artifact_root={store}/artifacts", "confirm.top_k=0", *size]
-    t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "siamese.tune", *args], capture_output=True, text=True,
-                          cwd=project_root(), env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=7200)
-    wall = time.perf_counter() - t0
-    if proc.returncode:
-        raise RuntimeError(f"the study with tuner.workers={workers} failed: {proc.stderr[-2000:]}")
-    parent = Tracker(compose_cfg("tune", store, *args).tracking).find_study(name)
-    frame = children(parent.info.run_id)
+    wall, parent, frame = tune_in_child(store, f"bench-parallel-{workers}", f"tuner.workers={workers}", "confirm.top_k=0",
+                                        *size, what=f"the study with tuner.workers={workers}")
     trials = frame[(frame["tags.kind"] == "trial") & (frame["status"] == "FINISHED")].sort_values("tags.trial_id")
     best = trials.loc[trials["metrics.val_auc"].idxmax()]
     params = sorted(c for c in trials.columns if c.startswith("params."))

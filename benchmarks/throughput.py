@@ -11,11 +11,8 @@ untracked pass.
 
 from __future__ import annotations
 
-import os
 import shutil
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -25,11 +22,10 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
-from benchmarks.common import CACHE, Result, Table, Target, compose_cfg
+from benchmarks.common import CACHE, Result, Table, Target, compose_cfg, tune_in_child
 from siamese.data import load_dataset
 from siamese.figures import FigureJob, Figures
 from siamese.engine import RunSpec, assess, fit
-from siamese.paths import project_root
 from siamese.tracking import Tracker, children
 from siamese.tune import tune
 
@@ -59,18 +55,8 @@ def _by_backend(quick: bool, store: Path) -> dict[str, dict[str, float]]:
     small = ["++data.n_train=600", "++data.n_test=200", "training.epochs=3"] if quick else []
     out = {}
     for keras_backend in ("tensorflow", "jax"):
-        name = f"bench-throughput-backend-{keras_backend}"
-        shutil.rmtree(CACHE / "studies" / name, ignore_errors=True)
-        args = [f"backend={keras_backend}", f"study={name}", f"study_dir={CACHE / 'studies' / name}",
-                f"tuner.max_trials={budget}", f"tracking.uri=sqlite:///{store}/mlflow.db",
-                f"tracking.artifact_root={store}/artifacts", *small]
-        t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "siamese.tune", *args], capture_output=True, text=True,
-                              cwd=project_root(), env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=7200)
-        wall = time.perf_counter() - t0
-        if proc.returncode:
-            raise RuntimeError(f"the {keras_backend} study failed: {proc.stderr[-2000:]}")
-        frame = children(Tracker(compose_cfg("tune", store, *args).tracking).find_study(name).info.run_id)
+        wall, _, frame = tune_in_child(store, f"bench-throughput-backend-{keras_backend}", f"backend={keras_backend}",
+                                       f"tuner.max_trials={budget}", *small, what=f"the {keras_backend} study")
         trials = frame[frame["tags.kind"] == "trial"]
         out[keras_backend] = {"wall_s": wall, "trials": len(trials), "trials_per_hour": len(trials) / wall * 3600,
                               "trial_seconds": float(trials["metrics.trial_seconds"].sum()),
