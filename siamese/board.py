@@ -47,7 +47,8 @@ class Board:
             oracle.save()
 
         self._create = oracle.create_trial
-        self._end = lambda trial: synchronized(end_and_save)(oracle, trial)
+        locked = synchronized(end_and_save)  # wrapped once; the lock is looked up by the oracle passed
+        self._end = lambda trial: locked(oracle, trial)
         oracle.create_trial, oracle.end_trial = self.create_trial, self.end_trial
 
     def create_trial(self, tuner_id: str) -> Any:
