@@ -89,7 +89,7 @@ RULES: dict[str, Rule] = {
     "training.epochs": _int(1), "training.batch_size": _int(1), "training.steps_per_execution": _int(1),
     "training.early_stopping.patience": _int(0, nullable=True),
     "training.early_stopping.monitor": _choice(MONITORS), "training.early_stopping.restore_best": BOOL,
-    "training.feed": _choice(FEEDS), "training.swap_augment": BOOL, "training.verbose": _choice((0, 1, 2)),
+    "training.feed": _choice(FEEDS), "training.swap_augment": BOOL, "training.implied_pairs": Rule("float", 0.0), "training.verbose": _choice((0, 1, 2)),
     "training.jit_compile": _choice(("auto", True, False)),
     "data.val_fraction": Rule("float", 0.0, 1.0, lo_open=True, hi_open=True),
     "data.min_class_count": _int(1), "data.shuffle": BOOL, "data.preprocess": _choice(PREPROCESSING),

@@ -13,29 +13,26 @@ Nothing here imports Keras at import time; gRPC and keras-tuner are imported whe
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from siamese import tracking
 from siamese.errors import ConfigError, TrainingFailed
 from siamese.board import ENDED, Board, end_runs
+from siamese.launch import Launch, stop
 from siamese.stops import Stopped
 
 if TYPE_CHECKING:
     from siamese.study import Study, StudyTuner
 
 ROLES = ("chief", "worker")
-WORKERS_DIR = "workers"  # under the study's folder: the workers' config, logs and keras-tuner folders
 
 
 @dataclass(frozen=True)
@@ -110,35 +107,6 @@ def _cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: SIGTERM when the launcher dies (even by SIGKILL), so no worker is
-    left orphaned waiting an hour for a chief that is gone (keras-tuner#983)."""
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def start_workers(study: "Study", dist: Distributed, address: str) -> dict[str, tuple[subprocess.Popen, Path]]:
-    """Start ``dist.workers`` worker processes (:mod:`siamese.worker`), each with its log file."""
-    folder = study.settings.dir / WORKERS_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    config = folder / "config.yaml"  # the study's resolved config: every worker runs the same study
-    config.write_text(OmegaConf.to_yaml(study.cfg, resolve=True))
-    threads = str(dist.threads)
-    env = {**os.environ, "OMP_NUM_THREADS": threads, "TF_NUM_INTRAOP_THREADS": threads,
-           "TF_NUM_INTEROP_THREADS": threads, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
-    procs = {}
-    for i in range(dist.workers):
-        tuner_id = f"worker{i}"
-        log = folder / f"{tuner_id}.log"
-        with log.open("w") as out:
-            # Its own session: Ctrl-C reaches the launcher only, which stops each worker once.
-            procs[tuner_id] = (subprocess.Popen(
-                [sys.executable, "-m", "siamese.worker", str(config), tuner_id, address, study.parent_id, threads],
-                stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-                preexec_fn=_die_with_parent), log)
-    return procs
-
-
 def _tail(log: Path) -> str:
     lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()] if log.exists() else []
     return lines[-1][:300] if lines else "no output"
@@ -162,17 +130,8 @@ def _reap(board: Board, parent_id: str, tuner_id: str, why: str, status: str = "
 
 def stop_workers(board: Board, parent_id: str, procs: dict, signum: int, grace_s: float) -> None:
     """Send ``signum`` to every live worker; one still alive after ``grace_s`` is killed and its runs KILLED."""
-    for proc, _ in procs.values():
-        if proc.poll() is None:
-            proc.send_signal(signum)
-    deadline = time.monotonic() + grace_s
-    for tuner_id, (proc, _) in procs.items():
-        try:
-            proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            _reap(board, parent_id, tuner_id, f"did not stop within {grace_s:.0f}s and was killed", "KILLED")
+    for tuner_id in stop(procs, signum, grace_s):
+        _reap(board, parent_id, tuner_id, f"did not stop within {grace_s:.0f}s and was killed", "KILLED")
 
 
 def _chief_done(oracle: Any, servicer: Any) -> bool:
@@ -189,8 +148,9 @@ def quiet_keras_tuner() -> None:
     conditions.print = lambda *args, **kwargs: None
 
 
-def search(study: "Study", tuner: "StudyTuner", dist: Distributed) -> list[str]:
-    """Serve the study's oracle until every trial has ended and every local worker has exited.
+def search(study: "Study", tuner: "StudyTuner", dist: Distributed, launch: Launch) -> list[str]:
+    """Serve the study's oracle until every trial has ended and every local worker (``launch``'s,
+    started by :func:`local_workers`) has exited.
 
     Returns:
         The trial runs whose figures a worker could not draw (tagged ``figures_error``).
@@ -219,7 +179,7 @@ def search(study: "Study", tuner: "StudyTuner", dist: Distributed) -> list[str]:
     servicer = OracleServicer(oracle)
     protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
     try:
-        port = server.add_insecure_port(f"{dist.host}:{dist.port}")
+        port = server.add_insecure_port(launch.address or f"{dist.host}:{dist.port}")
     except RuntimeError:
         port = 0
     if not port:
@@ -229,7 +189,7 @@ def search(study: "Study", tuner: "StudyTuner", dist: Distributed) -> list[str]:
     address = f"{dist.host}:{port}"
     print(f"chief: keras-tuner oracle on {address}; {dist.workers or 'remote'} worker(s)"
           f"{f', {dist.threads} thread(s) each' if dist.workers else ''}", flush=True)
-    procs = start_workers(study, dist, address) if dist.workers else {}
+    procs = launch.procs
     exits: dict[str, int] = {}
     try:
         while True:

@@ -29,6 +29,7 @@ from siamese import feed, tracking
 from siamese.bundle import ModelBundle
 from siamese.checks import MONITORS, check_config
 from siamese.data import Dataset, load_dataset
+from siamese.data.implied import implied_pairs
 from siamese.errors import ConfigError, TrainingFailed
 from siamese.figures import FigureJob, Figures
 from siamese.losses import fixed_rule
@@ -180,7 +181,11 @@ def fit(spec: RunSpec, data: Dataset, callbacks: list[keras.callbacks.Callback] 
     keras.utils.set_random_seed(spec.seed)
     model = build_model(data.train.dim, cfg.model, spec.kind)
     compile_model(model, cfg, spec.kind)
-    inputs = feed.fit_inputs(cfg.training.feed, data.train, int(cfg.training.batch_size), spec.seed,
+    train = data.train
+    ratio = float(cfg.training.get("implied_pairs") or 0.0)
+    if ratio:  # the training labels' closure adds pairs (siamese.data.implied); validation stays as it is
+        train = train.concat(implied_pairs(train, ratio, spec.seed))
+    inputs = feed.fit_inputs(cfg.training.feed, train, int(cfg.training.batch_size), spec.seed,
                              bool(cfg.training.swap_augment))
     run_callbacks: list[keras.callbacks.Callback] = [EpochValidation(data, spec.kind)]
     stop = cfg.training.early_stopping

@@ -25,7 +25,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 from sklearn.exceptions import ConvergenceWarning
 
-from siamese import backend, baselines, report, resume, runmeta, tracking
+from siamese import backend, baselines, launch, report, resume, runmeta, tracking
 from siamese.data import Dataset
 from siamese.errors import TrainingFailed
 from siamese.figures import PENDING_FIGURES, Figures, mode_of
@@ -219,34 +219,36 @@ def tune(cfg: DictConfig) -> dict[str, float]:
             frame = tracking.children(parent_id)  # a baseline a stop interrupted runs again
             finished = frame[frame["status"] == "FINISHED"] if len(frame) else frame
             done = set(finished.get("tags.baseline", pd.Series(dtype=str)).dropna())
-            if cfg.baselines:
-                run_baselines(tracker, settings, data, done, logistic)
-            # A stop ends the running trial KILLED; finished trials stay FINISHED, their pending
-            # figures are drawn within a grace period or kept under the study's folder.
-            with Figures(figure_mode, keep_dir=settings.dir / PENDING_FIGURES) as figures:
-                redrawn = figures.redraw()
-                study = Study(cfg, settings, params, data, tracker, parent_id, figures)
-                tuner = StudyTuner(study, oracle=make_oracle(cfg), directory=str(settings.dir), project_name="tuner",
-                                   overwrite=False)
-                print(_headline(settings, tuner, len(params), parent_id, resumed), flush=True)
-                if killed:
-                    print(f"resume: {len(killed)} run(s) a dead process left RUNNING are now KILLED; "
-                          "an interrupted trial runs again with its id", flush=True)
-                if redrawn:
-                    print(f"resume: drawing the missing figures of {redrawn} finished run(s)", flush=True)
-                lost_elsewhere: list[str] = []
-                try:
-                    if dist.active:  # a keras-tuner chief: workers run the trials (siamese.distributed)
-                        from siamese import distributed
+            # Local workers start now: their start-up overlaps the baselines and the tuner's set-up.
+            with launch.local_workers(cfg, settings.dir, parent_id, dist) as workers:
+                if cfg.baselines:
+                    run_baselines(tracker, settings, data, done, logistic)
+                # A stop ends the running trial KILLED; finished trials stay FINISHED, their pending
+                # figures are drawn within a grace period or kept under the study's folder.
+                with Figures(figure_mode, keep_dir=settings.dir / PENDING_FIGURES) as figures:
+                    redrawn = figures.redraw()
+                    study = Study(cfg, settings, params, data, tracker, parent_id, figures)
+                    tuner = StudyTuner(study, oracle=make_oracle(cfg), directory=str(settings.dir), project_name="tuner",
+                                       overwrite=False)
+                    print(_headline(settings, tuner, len(params), parent_id, resumed), flush=True)
+                    if killed:
+                        print(f"resume: {len(killed)} run(s) a dead process left RUNNING are now KILLED; "
+                              "an interrupted trial runs again with its id", flush=True)
+                    if redrawn:
+                        print(f"resume: drawing the missing figures of {redrawn} finished run(s)", flush=True)
+                    lost_elsewhere: list[str] = []
+                    try:
+                        if dist.active:  # a keras-tuner chief: workers run the trials (siamese.distributed)
+                            from siamese import distributed
 
-                        lost_elsewhere = distributed.search(study, tuner, dist)
-                    else:
-                        tuner.search(verbose=0)
-                except RuntimeError as exc:  # keras-tuner's max_consecutive_failures: finish says why
-                    if not str(exc).startswith("Number of consecutive failures"):
-                        raise
-                    print(f"warning: the search stopped: {str(exc).splitlines()[0]}", flush=True)
-                lost = figures.close() + lost_elsewhere
+                            lost_elsewhere = distributed.search(study, tuner, dist, workers)
+                        else:
+                            tuner.search(verbose=0)
+                    except RuntimeError as exc:  # keras-tuner's max_consecutive_failures: finish says why
+                        if not str(exc).startswith("Number of consecutive failures"):
+                            raise
+                        print(f"warning: the search stopped: {str(exc).splitlines()[0]}", flush=True)
+                    lost = figures.close() + lost_elsewhere
             return finish(study, tuner, lost)
 
 

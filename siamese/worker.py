@@ -19,9 +19,10 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from siamese import backend
-from siamese.distributed import WORKERS_DIR, Distributed, default_tuner_id, quiet_keras_tuner
+from siamese.distributed import Distributed, default_tuner_id, quiet_keras_tuner
 from siamese.errors import ConfigError, TrainingFailed, UserError
 from siamese.figures import PENDING_FIGURES, Figures, mode_of
+from siamese.launch import WORKERS_DIR
 from siamese.stops import Stopped, install_stop_handlers
 
 

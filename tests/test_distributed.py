@@ -225,6 +225,29 @@ def test_an_unreachable_tracking_server_is_one_line_before_any_worker_starts(sto
     assert not (store / "study" / "workers").exists()
 
 
+def test_workers_started_early_are_stopped_when_the_chief_cannot_serve(store, digits_cache):
+    """Local workers start as soon as the parent run exists (their start-up overlaps the baselines);
+    when the chief then fails before it serves (here: its port is taken), it stops them: none is left
+    waiting an hour for an oracle that never comes, and the error is one line."""
+    import socket
+
+    with socket.socket() as taken:  # a listener without SO_REUSEPORT: gRPC cannot bind beside it
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = run_cli("tune", *args_for(store, digits_cache), f"tuner.distributed.address=127.0.0.1:{port}")
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"error: tuner.distributed.address=127.0.0.1:{port}: the chief cannot listen there (port in use, or not "
+        "this machine's address); pick another")
+    assert sorted(p.name for p in (store / "study" / "workers").glob("*.log")) == ["worker0.log", "worker1.log"]
+    assert "baseline logistic" in proc.stdout  # the workers were started before the baselines ran
+    assert processes_of(store / "study" / "workers") == []
+    _, runs = study_runs(store)
+    (parent,) = runs["study"]
+    assert parent.info.status == "FAILED" and not runs.get("trial")
+
+
 @pytest.fixture
 def server(store):
     """``mlflow server`` over the test's SQLite store on 127.0.0.1 (what ``make server`` runs)."""

@@ -1,0 +1,143 @@
+"""Pairs the training labels imply: "same" is an equivalence, so it chains.
+
+When items repeat across training pairs (an image in several pairs), the labels say more than their
+rows: if a ~ b and b ~ c then a ~ c, and if a ~ b, c ~ d and a ≁ c then b ≁ d. Items are exact
+vectors (:mod:`siamese.data.identity`); the "same" pairs join them into groups (connected
+components), and a "different" pair between two groups makes every cross pair different. This is
+the label closure used for pair and triplet mining (e.g. Schroff et al. 2015, FaceNet, §3.2: pairs
+formed from identity labels rather than given rows); here only the training split is mined, so
+validation and test stay as they were.
+
+A group that holds a "different" pair contradicts itself (the labels are not an equivalence there):
+it yields no implied pairs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from siamese.data.identity import vector_ids
+from siamese.data.pairs import PairSet
+
+
+@dataclass(frozen=True)
+class Closure:
+    """Groups of the training items under "same", and which groups are known to differ.
+
+    Attributes:
+        group: (n_items,) the group of each distinct training vector.
+        first: (n_items, 2) a (row, side) holding each item's vector (side 0: left, 1: right).
+        differ: (m, 2) pairs of distinct, consistent groups joined by a "different" pair.
+        bad: (n_groups,) groups holding a "different" pair inside (excluded from mining).
+    """
+
+    group: np.ndarray
+    first: np.ndarray
+    differ: np.ndarray
+    bad: np.ndarray
+
+    def counts(self) -> tuple[int, int]:
+        """(implied same pairs, implied different pairs), given ones included, over consistent groups."""
+        sizes = np.bincount(self.group)
+        ok = ~self.bad
+        same = int(np.sum((sizes * (sizes - 1) // 2)[ok]))
+        return same, int(np.sum(sizes[self.differ[:, 0]] * sizes[self.differ[:, 1]]))
+
+
+def closure(pairs: PairSet) -> Closure:
+    """The "same" groups of the labelled ``pairs`` and the group pairs known to differ.
+
+    Raises:
+        ValueError: ``pairs`` has no labels.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    if pairs.y is None:
+        raise ValueError("implied pairs need labelled pairs")
+    left, right = vector_ids(pairs.left, pairs.right)
+    n = int(max(left.max(initial=-1), right.max(initial=-1))) + 1
+    same = pairs.y == 1
+    graph = coo_matrix((np.ones(int(same.sum())), (left[same], right[same])), shape=(n, n))
+    _, group = connected_components(graph, directed=False)
+    # Each item's first occurrence, scanning left sides then right sides.
+    _, at = np.unique(np.concatenate([left, right]), return_index=True)
+    first = np.stack([at % len(left), at // len(left)], axis=1)
+    a, b = group[left[~same]], group[right[~same]]
+    bad = np.zeros(int(group.max(initial=-1)) + 1, bool)
+    bad[a[a == b]] = True
+    keep = (a != b) & ~bad[a] & ~bad[b]
+    differ = np.unique(np.sort(np.stack([a[keep], b[keep]], axis=1), axis=1), axis=0)
+    return Closure(group, first, differ.reshape(-1, 2), bad)
+
+
+def _vectors(pairs: PairSet, c: Closure, items: np.ndarray) -> np.ndarray:
+    rows, sides = c.first[items, 0], c.first[items, 1]
+    out = pairs.left[rows].copy()
+    out[sides == 1] = pairs.right[rows[sides == 1]]
+    return out
+
+
+def implied_pairs(pairs: PairSet, ratio: float, seed: int) -> PairSet:
+    """``ratio × len(pairs)`` pairs sampled from the closure of the labels, half same, half different.
+
+    Same pairs: an anchor item drawn uniformly from the items of consistent groups of two or more,
+    and another item of its group. Different pairs: an anchor drawn uniformly from the items of
+    groups known to differ from another group, and an item of one such group (drawn uniformly among
+    them). A class with nothing to imply gets no pairs (the other keeps its half).
+
+    Args:
+        pairs: the labelled training pairs, (n, d) a side.
+        ratio: mined pairs per given pair (0: none).
+        seed: the sampling seed.
+
+    Returns:
+        The mined pairs, float32 (k, d) a side, k ≤ round(ratio · n); labels 1.0 / 0.0.
+    """
+    want = int(round(ratio * len(pairs)))
+    if want <= 0:
+        return PairSet(pairs.left[:0], pairs.right[:0], pairs.y[:0])
+    c = closure(pairs)
+    rng = np.random.default_rng(seed)
+    sizes = np.bincount(c.group)
+    members = np.argsort(c.group, kind="stable")  # items grouped by their group
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+
+    rank = np.empty(len(members), np.int64)  # each item's place within its group
+    rank[members] = np.arange(len(members)) - starts[c.group[members]]
+
+    def member(groups: np.ndarray) -> np.ndarray:
+        """A uniform item of each group."""
+        return members[starts[groups] + (rng.random(len(groups)) * sizes[groups]).astype(np.int64)]
+
+    def partner(items: np.ndarray) -> np.ndarray:
+        """A uniform other item of each item's group (groups of two or more)."""
+        g = c.group[items]
+        r = (rng.random(len(items)) * (sizes[g] - 1)).astype(np.int64)
+        return members[starts[g] + r + (r >= rank[items])]
+
+    left, right, y = [], [], []
+    anchors = np.flatnonzero((sizes[c.group] >= 2) & ~c.bad[c.group])
+    n_same = want // 2 if len(c.differ) else want
+    if len(anchors) and n_same:
+        a = rng.choice(anchors, n_same)
+        left.append(a), right.append(partner(a)), y.append(np.ones(n_same, np.float32))
+    if len(c.differ):
+        edges = np.concatenate([c.differ, c.differ[:, ::-1]])  # either group may hold the anchor
+        edges = edges[np.argsort(edges[:, 0], kind="stable")]
+        first_edge = np.searchsorted(edges[:, 0], np.arange(len(sizes) + 1))
+        degree = np.diff(first_edge)
+        anchors = np.flatnonzero(degree[c.group] > 0)
+        n_diff = want - sum(len(v) for v in y)
+        a = rng.choice(anchors, n_diff)
+        g = c.group[a]
+        other = edges[first_edge[g] + (rng.random(n_diff) * degree[g]).astype(np.int64), 1]
+        left.append(a), right.append(member(other)), y.append(np.zeros(n_diff, np.float32))
+    if not y:
+        return PairSet(pairs.left[:0], pairs.right[:0], pairs.y[:0])
+    a, b = np.concatenate(left), np.concatenate(right)
+    flip = rng.random(len(a)) < 0.5  # the anchor on either side
+    a, b = np.where(flip, b, a), np.where(flip, a, b)
+    return PairSet(_vectors(pairs, c, a), _vectors(pairs, c, b), np.concatenate(y).astype(pairs.y.dtype))

@@ -1,0 +1,115 @@
+"""Implied pairs: the closure of "same" over items that repeat across training pairs.
+
+Items carry a hidden class; pairs are labelled by it, so every mined pair's label can be checked
+against the truth the given labels only partly show.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from siamese.data import PairSet
+from siamese.data.identity import vector_ids
+from siamese.data.implied import closure, implied_pairs
+from siamese.engine import RunSpec, fit
+from siamese.errors import ConfigError
+
+
+def labelled_items(n_items: int, n_pairs: int, n_classes: int, seed: int, dim: int = 5):
+    """Pairs drawn from a pool of items of hidden classes; label 1 when the two classes match."""
+    rng = np.random.default_rng(seed)
+    items = rng.normal(size=(n_items, dim)).astype(np.float32)
+    cls = rng.integers(0, n_classes, n_items)
+    a, b = rng.integers(0, n_items, n_pairs), rng.integers(0, n_items, n_pairs)
+    same = rng.random(n_pairs) < 0.5  # half the rows drawn as same-class pairs, where possible
+    for i in np.flatnonzero(same):
+        pool = np.flatnonzero(cls == cls[a[i]])
+        b[i] = rng.choice(pool)
+    return items, cls, PairSet(items[a], items[b], (cls[a] == cls[b]).astype(np.float32))
+
+
+def item_of(items: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    ids = vector_ids(items, vectors)
+    lookup = {v: i for i, v in enumerate(ids[0])}
+    return np.array([lookup[v] for v in ids[1]], dtype=np.int64)
+
+
+@settings(max_examples=40, deadline=None)
+@given(n_items=st.integers(2, 40), n_pairs=st.integers(1, 120), n_classes=st.integers(1, 6),
+       seed=st.integers(0, 2**16), ratio=st.sampled_from([0.5, 1.0, 3.0]))
+def test_every_implied_pair_carries_the_true_label(n_items, n_pairs, n_classes, seed, ratio):
+    items, cls, pairs = labelled_items(n_items, n_pairs, n_classes, seed)
+    mined = implied_pairs(pairs, ratio, seed)
+    assert len(mined) <= round(ratio * n_pairs)
+    assert mined.left.dtype == np.float32 and mined.left.shape[1:] == pairs.left.shape[1:]
+    a, b = item_of(items, mined.left), item_of(items, mined.right)  # every side is a training vector
+    np.testing.assert_array_equal(mined.y, (cls[a] == cls[b]).astype(np.float32))
+    assert not np.any((a == b) & (mined.y == 1)), "an item paired with itself teaches nothing"
+    trained = set(np.concatenate([item_of(items, pairs.left), item_of(items, pairs.right)]))
+    assert set(a) | set(b) <= trained
+
+
+def test_chains_are_followed_and_the_classes_are_balanced():
+    # a~b, b~c (so a~c), c!~d, d~e (so a!~e, b!~d, ...): 3 given same, 1 given different.
+    v = np.eye(5, dtype=np.float32)
+    pairs = PairSet(v[[0, 1, 2, 3]], v[[1, 2, 3, 4]], np.array([1, 1, 0, 1], np.float32))
+    c = closure(pairs)
+    assert c.counts() == (3 + 1, 3 * 2)  # {a,b,c}: 3 same pairs, {d,e}: 1; every cross pair differs
+    mined = implied_pairs(pairs, 50, seed=0)
+    assert len(mined) == 200 and mined.y.mean() == 0.5
+    seen = {(int(np.argmax(x)), int(np.argmax(z)), int(t)) for x, z, t in zip(mined.left, mined.right, mined.y)}
+    assert (0, 2, 1) in seen or (2, 0, 1) in seen  # a~c: never a given row
+    assert (0, 4, 0) in seen or (4, 0, 0) in seen  # a!~e: two hops from the given "different"
+
+
+def test_a_group_that_contradicts_itself_implies_nothing():
+    v = np.eye(4, dtype=np.float32)
+    # a~b, b~c and a!~c: not an equivalence; only {d} is left, alone: nothing to mine.
+    pairs = PairSet(v[[0, 1, 0, 2]], v[[1, 2, 2, 3]], np.array([1, 1, 0, 0], np.float32))
+    c = closure(pairs)
+    assert c.bad[c.group[0]] and c.counts() == (0, 0)
+    assert len(implied_pairs(pairs, 10, seed=0)) == 0
+
+
+def test_only_different_pairs_when_no_item_repeats_in_a_same_pair():
+    v = np.eye(6, dtype=np.float32)
+    pairs = PairSet(v[[0, 2, 4]], v[[1, 3, 5]], np.array([0, 0, 0], np.float32))
+    mined = implied_pairs(pairs, 2, seed=1)
+    assert len(mined) == 6 and not mined.y.any()
+
+
+def test_ratio_zero_and_unlabelled_pairs():
+    _, _, pairs = labelled_items(10, 20, 2, seed=0)
+    assert len(implied_pairs(pairs, 0, seed=0)) == 0
+    with pytest.raises(ValueError, match="labelled"):
+        closure(PairSet(pairs.left, pairs.right, None))
+
+
+def test_the_mined_pairs_are_seeded():
+    _, _, pairs = labelled_items(30, 80, 3, seed=4)
+    one, two = implied_pairs(pairs, 2, seed=7), implied_pairs(pairs, 2, seed=7)
+    np.testing.assert_array_equal(one.left, two.left)
+    np.testing.assert_array_equal(one.y, two.y)
+    assert not np.array_equal(one.left, implied_pairs(pairs, 2, seed=8).left)
+
+
+def test_training_with_implied_pairs_on_digits(make_cfg):
+    """A run with training.implied_pairs trains on more pairs than the file gives (digits' images
+    repeat across pairs) and validates on the same pairs as without it."""
+    from siamese.data import load_dataset
+
+    cfg = make_cfg("training.epochs=1", "training.implied_pairs=2", "training.batch_size=256")
+    data = load_dataset(cfg.data, int(cfg.seed))
+    fitted = fit(RunSpec.of(cfg), data)
+    steps = fitted.model.optimizer.iterations.numpy()
+    assert steps == int(np.ceil(3 * len(data.train) / 256))  # given + 2x implied, one epoch
+    assert len(fitted.history["val_loss"]) == 1
+
+
+@pytest.mark.parametrize("value", [-1, "many", True])
+def test_bad_implied_pairs_value(make_cfg, value):
+    with pytest.raises(ConfigError, match="training.implied_pairs"):
+        RunSpec.of(make_cfg(f"training.implied_pairs={value}"))
