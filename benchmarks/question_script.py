@@ -53,8 +53,9 @@ def build_siamese_model(input_dim: int):
     return siamese_net
 
 
-def run(X_train_val: pd.DataFrame, epochs: int = 100):
-    """The script's split and fit on a frame in its format. Returns (model, history, validation frames)."""
+def run(X_train_val: pd.DataFrame, epochs: int = 100, callbacks: list | None = None):
+    """The script's split and fit on a frame in its format (``callbacks``: the benchmark's own, e.g.
+    epoch timing, after the script's). Returns (model, history, validation frames)."""
     X_train_val = X_train_val.copy()
     y_train_val = X_train_val.pop("class")
     half = len(X_train_val) // 2  # the script's 991 of 1983 rows
@@ -70,7 +71,7 @@ def run(X_train_val: pd.DataFrame, epochs: int = 100):
         y_train,
         validation_data=([X_left_val, X_right_val], y_val),
         epochs=epochs,
-        callbacks=[es_callback],
+        callbacks=[es_callback, *(callbacks or [])],
         verbose=0,
     )
     return model, history, (X_left_val, X_right_val, y_val)

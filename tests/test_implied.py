@@ -52,17 +52,24 @@ def test_every_implied_pair_carries_the_true_label(n_items, n_pairs, n_classes, 
     assert set(a) | set(b) <= trained
 
 
-def test_chains_are_followed_and_the_classes_are_balanced():
-    # a~b, b~c (so a~c), c!~d, d~e (so a!~e, b!~d, ...): 3 given same, 1 given different.
-    v = np.eye(5, dtype=np.float32)
-    pairs = PairSet(v[[0, 1, 2, 3]], v[[1, 2, 3, 4]], np.array([1, 1, 0, 1], np.float32))
+def test_chains_are_followed_and_each_class_is_capped_at_what_the_closure_adds():
+    # Two chains a1~a2~…~a6 and b1~…~b6 (5 given "same" each), one given "different": a1!~b1.
+    v = np.eye(12, dtype=np.float32)
+    chain = [(i, i + 1) for i in range(5)] + [(6 + i, 7 + i) for i in range(5)]
+    rows = chain + [(0, 6)]
+    pairs = PairSet(v[[r[0] for r in rows]], v[[r[1] for r in rows]], np.array([1] * 10 + [0], np.float32))
     c = closure(pairs)
-    assert c.counts() == (3 + 1, 3 * 2)  # {a,b,c}: 3 same pairs, {d,e}: 1; every cross pair differs
-    mined = implied_pairs(pairs, 50, seed=0)
-    assert len(mined) == 200 and mined.y.mean() == 0.5
-    seen = {(int(np.argmax(x)), int(np.argmax(z)), int(t)) for x, z, t in zip(mined.left, mined.right, mined.y)}
-    assert (0, 2, 1) in seen or (2, 0, 1) in seen  # a~c: never a given row
-    assert (0, 4, 0) in seen or (4, 0, 0) in seen  # a!~e: two hops from the given "different"
+    assert c.counts() == (2 * 15, 36)  # C(6, 2) same pairs in each chain; 6 × 6 across
+    mined = implied_pairs(pairs, 2, seed=0)  # 22 wanted: 11 same, but only 20 new same pairs exist
+    assert len(mined) == 22 and int(mined.y.sum()) == 11
+    got = [(int(np.argmax(x)), int(np.argmax(z)), int(t)) for x, z, t in zip(mined.left, mined.right, mined.y)]
+    same = {tuple(sorted(p[:2])) for p in got if p[2] == 1}
+    assert same - set(chain), "every mined same pair was a given one: the chain was not followed"
+    assert all((a < 6) == (b < 6) for a, b in same)
+    diff = {tuple(sorted(p[:2])) for p in got if p[2] == 0}
+    assert diff - {(0, 6)} and all((a < 6) != (b < 6) for a, b in diff)
+    few = implied_pairs(pairs, 100, seed=0)  # capped: 20 new same and 35 new different pairs
+    assert len(few) == 20 + 35 and int(few.y.sum()) == 20
 
 
 def test_a_group_that_contradicts_itself_implies_nothing():
@@ -74,11 +81,17 @@ def test_a_group_that_contradicts_itself_implies_nothing():
     assert len(implied_pairs(pairs, 10, seed=0)) == 0
 
 
-def test_only_different_pairs_when_no_item_repeats_in_a_same_pair():
-    v = np.eye(6, dtype=np.float32)
-    pairs = PairSet(v[[0, 2, 4]], v[[1, 3, 5]], np.array([0, 0, 0], np.float32))
-    mined = implied_pairs(pairs, 2, seed=1)
-    assert len(mined) == 6 and not mined.y.any()
+def test_a_table_whose_items_do_not_repeat_implies_nothing_new():
+    """Like MRPC's sentences: every pair its own two items; mining would only repeat given rows."""
+    v = np.eye(8, dtype=np.float32)
+    pairs = PairSet(v[[0, 2, 4, 6]], v[[1, 3, 5, 7]], np.array([1, 0, 1, 0], np.float32))
+    assert len(implied_pairs(pairs, 5, seed=1)) == 0
+
+
+def test_halves_when_both_classes_have_plenty():
+    _, _, pairs = labelled_items(300, 400, 3, seed=2)
+    mined = implied_pairs(pairs, 3, seed=2)
+    assert len(mined) == 1200 and mined.y.mean() == 0.5
 
 
 def test_ratio_zero_and_unlabelled_pairs():

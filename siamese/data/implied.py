@@ -86,7 +86,8 @@ def implied_pairs(pairs: PairSet, ratio: float, seed: int) -> PairSet:
     Same pairs: an anchor item drawn uniformly from the items of consistent groups of two or more,
     and another item of its group. Different pairs: an anchor drawn uniformly from the items of
     groups known to differ from another group, and an item of one such group (drawn uniformly among
-    them). A class with nothing to imply gets no pairs (the other keeps its half).
+    them). A class gets at most as many pairs as the closure implies beyond the given rows (none on
+    a table whose items do not repeat); a class with nothing to add leaves its share to the other.
 
     Args:
         pairs: the labelled training pairs, (n, d) a side.
@@ -118,19 +119,24 @@ def implied_pairs(pairs: PairSet, ratio: float, seed: int) -> PairSet:
         r = (rng.random(len(items)) * (sizes[g] - 1)).astype(np.int64)
         return members[starts[g] + r + (r >= rank[items])]
 
+    # No more of a class than the closure adds beyond the given rows: on a table whose items do not
+    # repeat it adds nothing, and mining would only repeat given pairs (and tilt the class balance).
+    implied_same, implied_diff = c.counts()
+    given_same = int(np.sum(pairs.y == 1))
+    new_same, new_diff = max(implied_same - given_same, 0), max(implied_diff - (len(pairs) - given_same), 0)
+    n_same = min(want // 2 if new_diff else want, new_same)
+    n_diff = min(want - n_same, new_diff)
     left, right, y = [], [], []
     anchors = np.flatnonzero((sizes[c.group] >= 2) & ~c.bad[c.group])
-    n_same = want // 2 if len(c.differ) else want
     if len(anchors) and n_same:
         a = rng.choice(anchors, n_same)
         left.append(a), right.append(partner(a)), y.append(np.ones(n_same, np.float32))
-    if len(c.differ):
+    if n_diff:
         edges = np.concatenate([c.differ, c.differ[:, ::-1]])  # either group may hold the anchor
         edges = edges[np.argsort(edges[:, 0], kind="stable")]
         first_edge = np.searchsorted(edges[:, 0], np.arange(len(sizes) + 1))
         degree = np.diff(first_edge)
         anchors = np.flatnonzero(degree[c.group] > 0)
-        n_diff = want - sum(len(v) for v in y)
         a = rng.choice(anchors, n_diff)
         g = c.group[a]
         other = edges[first_edge[g] + (rng.random(n_diff) * degree[g]).astype(np.int64), 1]
