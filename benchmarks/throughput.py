@@ -56,7 +56,8 @@ def _by_backend(quick: bool, store: Path) -> dict[str, dict[str, float]]:
     out = {}
     for keras_backend in ("tensorflow", "jax"):
         wall, _, frame = tune_in_child(store, f"bench-throughput-backend-{keras_backend}", f"backend={keras_backend}",
-                                       f"tuner.max_trials={budget}", *small, what=f"the {keras_backend} study")
+                                       f"tuner.max_trials={budget}", "confirm.top_k=0", *small,
+                                       what=f"the {keras_backend} study")  # confirmation off: trials compared
         trials = frame[frame["tags.kind"] == "trial"]
         out[keras_backend] = {"wall_s": wall, "trials": len(trials), "trials_per_hour": len(trials) / wall * 3600,
                               "trial_seconds": float(trials["metrics.trial_seconds"].sum()),
@@ -174,3 +175,13 @@ def run(quick: bool, store: Path) -> Result:
     result.notes.append("Without the per-trial minimum (tracked / untracked sums of the same round, mean over rounds): "
                         + ", ".join(f"{k} {v}" for k, v in raw.items()) + ".")
     return result
+
+
+if __name__ == "__main__":  # python -m benchmarks.throughput: only the per-backend studies (minutes, not the hour)
+    import tempfile
+
+    backends = _by_backend(False, Path(tempfile.mkdtemp(prefix="bench-backends-")))
+    print("| backend | wall (s) | trials per hour | trial time (s, sum) | best val_auc | × tensorflow |\n|---|---|---|---|---|---|")
+    for name, b in backends.items():
+        print(f"| {name} | {b['wall_s']:.1f} | {b['trials_per_hour']:.0f} | {b['trial_seconds']:.1f} | {b['best_val_auc']:.4f} | "
+              f"{b['trials_per_hour'] / backends['tensorflow']['trials_per_hour']:.2f} |")

@@ -57,3 +57,14 @@ def test_bench_rejects_unknown_names(capsys):
 
     assert main(["--only", "speed,nope"]) == 2
     assert "unknown benchmark" in capsys.readouterr().err
+
+
+def test_implied_pairs_lever_prints_one_row_per_ratio(tmp_path, digits_cache, capsys):
+    """``python -m benchmarks.implied``: each ratio trained on each seed, one table row per ratio."""
+    from benchmarks import implied
+
+    assert implied.main(["--data", "digits", "--ratios", "0,1", "--seeds", "0", f"++data.cache_dir={digits_cache}",
+                         "++data.n_train=300", "++data.n_test=100", "training.epochs=1"]) == 0
+    rows = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| digits |")]
+    assert [r.split(" | ")[1] for r in rows] == ["0", "1"]
+    assert all(0.0 <= float(r.split(" | ")[3]) <= 1.0 for r in rows)  # test accuracy, one seed: no sd
