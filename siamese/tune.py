@@ -140,7 +140,8 @@ def finish(study: "Study", tuner: "StudyTuner", lost_figures: list[str]) -> dict
     value = confirmed.winner.mean(obj) if confirmed else metrics[obj]
     margin = s.sign * (value - best_base) if len(base) else float("nan")
     mlflow.set_tags({"best_trial_id": best_trial.trial_id, "best_trial_run_id": run_ids.iloc[0] if len(run_ids) else "",
-                     "best_model_source": source, "beats_best_baseline": str(bool(margin > 0)).lower(),
+                     "best_model_source": source,
+                     **({"beats_best_baseline": str(bool(margin > 0)).lower()} if len(base) else {}),
                      **(confirm.tags(confirmed) if confirmed else {}),
                      **{f"best.{k}": str(v) for k, v in values.items()}})
     runmeta.log_winner(values, best_trial.trial_id)
@@ -157,8 +158,8 @@ def finish(study: "Study", tuner: "StudyTuner", lost_figures: list[str]) -> dict
     engine.record(engine.Assessment(result.bundle, parent_metrics, result.curves), {}, log_model=True)
     print(f"study {s.name}: {len(completed)} trials completed, {len(failed)} failed; best trial {best_trial.trial_id} "
           f"{obj}={metrics[obj]:.4f} test_auc={metrics['test_auc']:.4f} test_accuracy={metrics['test_accuracy']:.4f}; "
-          f"best baseline {obj}={best_base:.4f} ({'beaten' if margin > 0 else 'NOT beaten'} by {margin:+.4f}"
-          f"{', confirmed mean' if confirmed else ''})")
+          + (f"best baseline {obj}={best_base:.4f} ({'beaten' if margin > 0 else 'NOT beaten'} by {margin:+.4f}"
+             f"{', confirmed mean' if confirmed else ''})" if len(base) else "no finished baseline to compare with"))
     if failed:
         print(f"warning: {len(failed)} trial(s) failed; their runs are FAILED with a failure_reason tag", flush=True)
     if lost_figures:

@@ -85,10 +85,13 @@ def test_resume_reuses_parent_and_skips_finished_trials(study_cfg, store):
 
 
 @pytest.mark.slow
-def test_nan_trial_is_failed_and_study_completes(study_cfg, store):
+def test_nan_trial_is_failed_and_study_completes(study_cfg, store, capsys):
     cfg = study_cfg("tuner=grid", "tuner.max_trials=2", "baselines=false", "optimizer=rmsprop")
     cfg.search.params = {"optimizer.learning_rate": {"type": "choice", "values": [1.0e-3, 1.0e30]}}
     result = tune(cfg)
+    # Without baselines the summary says so, instead of "NOT beaten by +nan"; no verdict tag either.
+    summary = [ln for ln in capsys.readouterr().out.splitlines() if "trials completed" in ln][-1]
+    assert summary.endswith("; no finished baseline to compare with") and "nan" not in summary
     _, runs = study_runs(store)
     status = {r.data.params["optimizer.learning_rate"]: r.info.status for r in runs["trial"]}
     assert status == {"0.001": "FINISHED", "1e+30": "FAILED"}
@@ -96,6 +99,7 @@ def test_nan_trial_is_failed_and_study_completes(study_cfg, store):
     assert "diverged" in failed.data.tags["failure_reason"] or "NaN" in failed.data.tags["failure_reason"]
     assert result["trials_failed"] == 1 and result["trials_completed"] == 1
     assert runs["study"][0].info.status == "FINISHED"
+    assert "beats_best_baseline" not in runs["study"][0].data.tags
 
 
 @pytest.mark.parametrize("params, message", [
