@@ -137,7 +137,12 @@ def by_choice(frame: pd.DataFrame, keys: list[str], objective: str) -> dict[str,
         if col not in trials.columns and f"params.{key}.name" in trials.columns:
             col = f"params.{key}.name"  # a group (loss, optimizer) stands for its name
         if col not in trials.columns:
-            raise UserError(f"report.by: '{key}' is not a parameter of this study's trials")
+            import difflib
+
+            known = sorted({c[len("params."):].removesuffix(".name") for c in trials.columns if c.startswith("params.")})
+            close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+            hint = f"did you mean '{close[0]}'?" if close else f"its parameters: {', '.join(known[:12])}"
+            raise UserError(f"report.by: '{key}' is not a parameter of this study's trials ({hint})")
         grouped = trials.groupby(trials[col].fillna("(inactive)"))[f"metrics.{objective}"]
         # sd of one run is undefined: blank (NaN shows as "-"), not a number.
         out[key] = grouped.agg(["count", "mean", "std", "max"]).rename(columns={"std": "sd"}).sort_values(
@@ -171,6 +176,11 @@ def report(cfg: DictConfig) -> dict[str, Any]:
     if frame.empty:
         raise UserError(f"study '{tags.get('study')}' has no trial runs yet")
     board = table(frame, objective, direction, int(cfg.report.top))
+    groups = {}
+    if cfg.report.by:  # grouped before anything is printed: a mistyped key is one line, not a half report
+        by = cfg.report.by
+        keys = [str(k).strip() for k in (by if not isinstance(by, str) else by.split(",")) if str(k).strip()]
+        groups = by_choice(frame, keys, objective)
     m = parent.data.metrics
     print(f"study {tags.get('study')} ({tags.get('tuner')}, {objective} {direction}): "
           f"{int(m.get('trials_completed', 0))} trials, {int(m.get('trials_failed', 0))} failed")
@@ -178,20 +188,16 @@ def report(cfg: DictConfig) -> dict[str, Any]:
     if "test_accuracy" in m:
         print(f"best trial {tags.get('best_trial_id')}: test_accuracy={m['test_accuracy']:.4f} "
               f"test_auc={m['test_auc']:.4f} (thresholds from validation)")
-        print(f"beats the best baseline on validation: {tags.get('beats_best_baseline')}")
+        if "beats_best_baseline" in tags:  # absent when no baseline finished
+            print(f"beats the best baseline on validation: {tags['beats_best_baseline']}")
     if f"confirm_{objective}_mean" in m:
         print(f"confirmed winner: trial {tags.get('confirm_winner_trial_id')}, {objective} "
               f"{m[f'confirm_{objective}_mean']:.4f} ± {m[f'confirm_{objective}_sd']:.4f} over "
               f"{int(m.get('confirm_seeds', 0))} fresh seeds")
     print(render(board))
-    groups = {}
-    if cfg.report.by:
-        by = cfg.report.by
-        keys = [str(k).strip() for k in (by if not isinstance(by, str) else by.split(",")) if str(k).strip()]
-        groups = by_choice(frame, keys, objective)
-        for key, g in groups.items():
-            print(f"\n{objective} by {key}")
-            print(render(g.reset_index().rename(columns=lambda c: key if c.startswith("params.") else c)))
+    for key, g in groups.items():
+        print(f"\n{objective} by {key}")
+        print(render(g.reset_index().rename(columns=lambda c: key if c.startswith("params.") else c)))
     return {"leaderboard": board, "by": groups}
 
 

@@ -33,3 +33,16 @@ def test_sd_is_blank_for_a_group_of_one():
     contrastive = next(line.split() for line in lines if line.split()[0] == "contrastive")
     assert bce[3] == f"{pd.Series([0.9, 0.8]).std():.4f}"
     assert contrastive == ["contrastive", "1", "0.7000", "0.7000"]  # no sd, not NaN
+
+
+def test_a_mistyped_by_key_names_the_closest_parameter():
+    import pytest
+
+    from siamese.errors import UserError
+
+    frame = _frame().assign(**{"params.model.distance": ["l1", "l2", "l1", None]})
+    with pytest.raises(UserError, match=r"report.by: 'model.distnce' is not a parameter of this study's trials "
+                                        r"\(did you mean 'model.distance'\?\)"):
+        by_choice(frame, ["model.distnce"], "val_auc")
+    with pytest.raises(UserError, match=r"\(its parameters: loss, model.distance\)"):
+        by_choice(frame, ["zzz"], "val_auc")

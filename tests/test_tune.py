@@ -148,6 +148,11 @@ def test_report_lists_trials_and_baselines(study_cfg, make_cfg, store, capsys):
     parent = next(r for r in study_runs(store)[1]["study"])
     assert f"parent run {parent.info.run_id}: http://127.0.0.1:5000/#/experiments/" in text
     assert "val_auc by loss" in text and sum(out["by"]["loss"]["count"]) == 2
+    from siamese.errors import UserError
+
+    with pytest.raises(UserError, match="did you mean 'model.distance'"):  # before any line is printed
+        report(make_cfg("report.by=[model.distnce]", config="report", small=False))
+    assert capsys.readouterr().out == ""
 
 
 def test_trial_config_accepts_numpy_scalars(make_cfg):
