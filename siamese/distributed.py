@@ -26,7 +26,7 @@ from omegaconf import DictConfig
 from siamese import tracking
 from siamese.errors import ConfigError, TrainingFailed
 from siamese.board import ENDED, Board, end_runs
-from siamese.launch import Launch, stop
+from siamese.launch import Endpoint, Launch, stop
 from siamese.stops import Stopped
 
 if TYPE_CHECKING:
@@ -148,18 +148,16 @@ def quiet_keras_tuner() -> None:
     conditions.print = lambda *args, **kwargs: None
 
 
-def search(study: "Study", tuner: "StudyTuner", dist: Distributed, launch: Launch) -> list[str]:
-    """Serve the study's oracle until every trial has ended and every local worker (``launch``'s,
-    started by :func:`local_workers`) has exited.
+def search(study: "Study", tuner: "StudyTuner", dist: Distributed, end: Endpoint, launch: Launch) -> list[str]:
+    """Serve the study's oracle on ``end`` (bound by :func:`siamese.launch.endpoint`) until every trial
+    has ended and every local worker (``launch``'s, :func:`siamese.launch.local_workers`) has exited.
 
     Returns:
         The trial runs whose figures a worker could not draw (tagged ``figures_error``).
 
     Raises:
-        ConfigError: the address cannot be listened on.
         TrainingFailed: every local worker ended before the study did (the last one's last line).
     """
-    import grpc
     from keras_tuner.src import protos
     from keras_tuner.src.distribute.oracle_chief import OracleServicer
 
@@ -175,19 +173,11 @@ def search(study: "Study", tuner: "StudyTuner", dist: Distributed, launch: Launc
     tuner.save()  # the project can be reloaded: a restarted chief resumes from it
     # More than keras-tuner's one thread: a worker's slow or failing call does not hold the others
     # (keras-tuner#915); the oracle's methods are synchronized.
-    server = grpc.server(__import__("concurrent.futures").futures.ThreadPoolExecutor(max_workers=dist.workers + 4))
+    server = end.server
     servicer = OracleServicer(oracle)
     protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
-    try:
-        port = server.add_insecure_port(launch.address or f"{dist.host}:{dist.port}")
-    except RuntimeError:
-        port = 0
-    if not port:
-        raise ConfigError(f"tuner.distributed.address={dist.host}:{dist.port}: the chief cannot listen there "
-                          "(port in use, or not this machine's address); pick another")
     server.start()
-    address = f"{dist.host}:{port}"
-    print(f"chief: keras-tuner oracle on {address}; {dist.workers or 'remote'} worker(s)"
+    print(f"chief: keras-tuner oracle on {end.address}; {dist.workers or 'remote'} worker(s)"
           f"{f', {dist.threads} thread(s) each' if dist.workers else ''}", flush=True)
     procs = launch.procs
     exits: dict[str, int] = {}

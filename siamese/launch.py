@@ -17,7 +17,8 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Protocol
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Iterator, Protocol
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -60,16 +61,54 @@ def start_workers(cfg: DictConfig, folder: Path, parent_id: str, workers: int, t
 
 @dataclass
 class Launch:
-    """Local workers started ahead of the oracle they will ask, and the address it will listen on."""
+    """Local workers started ahead of the oracle they will ask (keyed by tuner id, with their logs)."""
 
-    address: str | None
     procs: dict[str, tuple[subprocess.Popen, Path]]
 
 
-def _free_port(host: str) -> int:
+@dataclass
+class Endpoint:
+    """The chief's gRPC server, bound to its port but not serving yet, and that address."""
+
+    server: Any
+    address: str
+
+
+def _reserve(host: str, port: int) -> int:
+    """``port`` (0: a free one) if nothing holds it on ``host``. The probe binds without SO_REUSEPORT,
+    so it fails on a port any socket holds, another keras-tuner chief's included (gRPC binds with
+    SO_REUSEPORT and would otherwise share the port, and our workers would ask that chief)."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-        probe.bind((host, 0))
+        probe.bind((host, port))
         return int(probe.getsockname()[1])
+
+
+@contextmanager
+def endpoint(host: str, port: int, threads: int) -> Iterator[Endpoint]:
+    """Bind the oracle's address before the study starts anything (no parent run, no worker yet):
+    a taken or foreign address is one line. The server (``threads`` handler threads, SO_REUSEPORT off)
+    is stopped on exit; :func:`siamese.distributed.search` adds the oracle and starts it.
+
+    Raises:
+        ConfigError: the address is taken or not this machine's.
+    """
+    import grpc
+
+    where = f"tuner.distributed.address={host}:{port}"
+    try:
+        port = _reserve(host, port)
+        server = grpc.server(ThreadPoolExecutor(max_workers=threads), options=[("grpc.so_reuseport", 0)])
+        bound = server.add_insecure_port(f"{host}:{port}")
+    except (OSError, RuntimeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else "port in use, or not this machine's address"
+        raise ConfigError(f"{where}: the chief cannot listen there ({why}); pick another (port 0: a free one)") from None
+    if not bound:
+        raise ConfigError(f"{where}: the chief cannot listen there (port in use, or not this machine's address); "
+                          "pick another (port 0: a free one)")
+    try:
+        yield Endpoint(server, f"{host}:{bound}")
+    finally:
+        server.stop(None)
 
 
 class WorkerSettings(Protocol):
@@ -77,32 +116,20 @@ class WorkerSettings(Protocol):
 
     workers: int
     threads: int
-    host: str
-    port: int
     grace_s: float
 
 
 @contextmanager
-def local_workers(cfg: DictConfig, folder: Path, parent_id: str, dist: WorkerSettings) -> Iterator[Launch]:
+def local_workers(cfg: DictConfig, folder: Path, parent_id: str, dist: WorkerSettings, address: str) -> Iterator[Launch]:
     """Start the local workers as soon as the parent run exists, so that their start-up (Keras,
     data, MLflow) overlaps the chief's baselines and tuner set-up; keras-tuner's client waits for
-    the oracle (``wait_for_ready``). A failure or stop before the chief's search takes them over
-    (:func:`siamese.distributed.search`) stops them.
-
-    Raises:
-        ConfigError: no free port on ``dist.host`` (when the address's port is 0).
+    the oracle at ``address`` (bound already: :func:`endpoint`) to serve (``wait_for_ready``). A
+    failure or stop before the chief's search takes them over (:func:`siamese.distributed.search`)
+    stops them.
     """
-    if not dist.workers:
-        yield Launch(None, {})
-        return
+    procs = start_workers(cfg, folder, parent_id, dist.workers, dist.threads, address) if dist.workers else {}
     try:
-        address = f"{dist.host}:{dist.port or _free_port(dist.host)}"
-    except OSError as exc:
-        raise ConfigError(f"tuner.distributed.address: cannot listen on {dist.host} ({exc.strerror}); "
-                          "give this machine's address, e.g. 127.0.0.1:0") from None
-    procs = start_workers(cfg, folder, parent_id, dist.workers, dist.threads, address)
-    try:
-        yield Launch(address, procs)
+        yield Launch(procs)
     except BaseException as exc:
         stop(procs, exc.signum if isinstance(exc, Stopped) else signal.SIGTERM, dist.grace_s)
         raise

@@ -16,6 +16,7 @@ import math
 import os
 import warnings
 from collections import Counter
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -206,7 +207,10 @@ def tune(cfg: DictConfig) -> dict[str, float]:
     figure_mode = mode_of(cfg.trial_figures)
     _, tracker, data = engine.prepare(cfg)
     space_hash = tracking.space_hash(OmegaConf.to_container(cfg.search, resolve=True))
-    with resume.study_lock(settings.dir, settings.name):
+    # The oracle's address is bound before anything is opened: a taken one is one line, and no worker
+    # started below can reach another process on it.
+    with (launch.endpoint(dist.host, dist.port, dist.workers + 4) if dist.active else nullcontext()) as end, \
+            resume.study_lock(settings.dir, settings.name):
         parent_id, resumed = resume.open_parent(cfg, settings, tracker, space_hash, data, {p.key for p in params})
         killed = resume.reconcile(parent_id) if resumed else []
         with tracker.run(run_id=parent_id):
@@ -221,7 +225,7 @@ def tune(cfg: DictConfig) -> dict[str, float]:
             finished = frame[frame["status"] == "FINISHED"] if len(frame) else frame
             done = set(finished.get("tags.baseline", pd.Series(dtype=str)).dropna())
             # Local workers start now: their start-up overlaps the baselines and the tuner's set-up.
-            with launch.local_workers(cfg, settings.dir, parent_id, dist) as workers:
+            with launch.local_workers(cfg, settings.dir, parent_id, dist, end.address if end else "") as workers:
                 if cfg.baselines:
                     run_baselines(tracker, settings, data, done, logistic)
                 # A stop ends the running trial KILLED; finished trials stay FINISHED, their pending
@@ -242,7 +246,7 @@ def tune(cfg: DictConfig) -> dict[str, float]:
                         if dist.active:  # a keras-tuner chief: workers run the trials (siamese.distributed)
                             from siamese import distributed
 
-                            lost_elsewhere = distributed.search(study, tuner, dist, workers)
+                            lost_elsewhere = distributed.search(study, tuner, dist, end, workers)
                         else:
                             tuner.search(verbose=0)
                     except RuntimeError as exc:  # keras-tuner's max_consecutive_failures: finish says why

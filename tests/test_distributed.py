@@ -225,27 +225,57 @@ def test_an_unreachable_tracking_server_is_one_line_before_any_worker_starts(sto
     assert not (store / "study" / "workers").exists()
 
 
-def test_workers_started_early_are_stopped_when_the_chief_cannot_serve(store, digits_cache):
-    """Local workers start as soon as the parent run exists (their start-up overlaps the baselines);
-    when the chief then fails before it serves (here: its port is taken), it stops them: none is left
-    waiting an hour for an oracle that never comes, and the error is one line."""
+@pytest.mark.parametrize("holder", ["plain socket", "another keras-tuner chief (gRPC)"])
+def test_a_taken_oracle_address_is_one_line_before_anything_starts(store, digits_cache, holder):
+    """The oracle's port is bound before the parent run or any worker exists. A gRPC server (as another
+    study's chief) binds with SO_REUSEPORT: sharing its port would send our workers to its trials."""
     import socket
+    from concurrent.futures import ThreadPoolExecutor
 
-    with socket.socket() as taken:  # a listener without SO_REUSEPORT: gRPC cannot bind beside it
+    import grpc
+
+    if holder == "plain socket":
+        taken = socket.socket()
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        port = taken.getsockname()[1]
+        port, release = taken.getsockname()[1], taken.close
+    else:
+        other = grpc.server(ThreadPoolExecutor(max_workers=1))
+        port = other.add_insecure_port("127.0.0.1:0")
+        other.start()
+        release = lambda: other.stop(None)  # noqa: E731
+    try:
         proc = run_cli("tune", *args_for(store, digits_cache), f"tuner.distributed.address=127.0.0.1:{port}")
+    finally:
+        release()
     assert proc.returncode == 2, proc.stderr[-3000:]
-    assert proc.stderr.strip().splitlines()[-1] == (
-        f"error: tuner.distributed.address=127.0.0.1:{port}: the chief cannot listen there (port in use, or not "
-        "this machine's address); pick another")
-    assert sorted(p.name for p in (store / "study" / "workers").glob("*.log")) == ["worker0.log", "worker1.log"]
-    assert "baseline logistic" in proc.stdout  # the workers were started before the baselines ran
+    assert proc.stderr.strip().splitlines() == [
+        f"error: tuner.distributed.address=127.0.0.1:{port}: the chief cannot listen there (Address already in use); "
+        "pick another (port 0: a free one)"]
+    assert not (store / "study" / "workers").exists()
+    client = mlflow.tracking.MlflowClient(f"sqlite:///{store}/mlflow.db")
+    assert client.search_runs([e.experiment_id for e in client.search_experiments()]) == []
+
+
+@pytest.mark.slow
+def test_a_stop_while_early_workers_start_leaves_none_behind(store, digits_cache, tmp_path):
+    """Workers start as soon as the parent run exists, while the chief runs its baselines: a SIGTERM
+    then stops them too (exit 143, one line), and the same command finishes the study."""
+    args = args_for(store, digits_cache, 2)
+    proc, out, err = start_tune(args, tmp_path / "stopped")
+    deadline = time.monotonic() + WAIT_S
+    while not (store / "study" / "workers" / "worker1.log").exists():
+        assert proc.poll() is None and time.monotonic() < deadline, err.read_text()[-3000:]
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGTERM)
+    assert proc.wait(timeout=WAIT_S) == 143, err.read_text()[-3000:]
+    assert err.read_text().strip().splitlines()[-1] == (
+        "error: stopped by signal SIGTERM; run the same command again to resume the study")
     assert processes_of(store / "study" / "workers") == []
+    proc, out, err = start_tune(args, tmp_path / "resumed")
+    assert proc.wait(timeout=WAIT_S * 2) == 0, err.read_text()[-3000:]
     _, runs = study_runs(store)
-    (parent,) = runs["study"]
-    assert parent.info.status == "FAILED" and not runs.get("trial")
+    assert sorted(r.data.tags["trial_id"] for r in runs["trial"] if r.info.status == "FINISHED") == ["0", "1"]
 
 
 @pytest.fixture
