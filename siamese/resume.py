@@ -66,6 +66,17 @@ def fixed_settings(cfg: DictConfig, searched: set[str]) -> dict[str, str]:
             and k != "tuner.oracle.max_trials" and not k.startswith(("tuner.workers", "tuner.distributed."))}
 
 
+def same_value(old: Any, new: Any) -> bool:
+    """Two recorded settings (text) are the same value: equal, or equal numbers (``0`` and ``0.0``,
+    ``1e-3`` and ``0.001`` name one value; the command line may write either)."""
+    if old == new:
+        return True
+    try:
+        return old is not None and new is not None and float(old) == float(new)
+    except (TypeError, ValueError):
+        return False
+
+
 def changes(state: dict[str, Any], space_hash: str, hashes: dict[str, str], fixed: dict[str, str]) -> list[str]:
     """What differs between the study's recorded state and this run, one phrase each."""
     out = []
@@ -78,7 +89,7 @@ def changes(state: dict[str, Any], space_hash: str, hashes: dict[str, str], fixe
     old_fixed = state.get("fixed")
     if old_fixed is not None:
         for key in sorted(set(old_fixed) | set(fixed)):
-            if old_fixed.get(key) != fixed.get(key):
+            if not same_value(old_fixed.get(key), fixed.get(key)):
                 out.append(f"{key}={old_fixed.get(key, '(unset)')} → {fixed.get(key, '(unset)')}")
     return out
 

@@ -317,3 +317,15 @@ def test_artifacts_follow_the_store():
     assert compose_config("train", ["tracking.uri=http://127.0.0.1:5000"]).tracking.artifact_root is None
     pinned = compose_config("train", ["tracking.uri=sqlite:////elsewhere/x.db", "tracking.artifact_root=/files"])
     assert pinned.tracking.artifact_root == "/files"
+
+
+def test_a_number_written_another_way_is_not_a_changed_setting():
+    """``training.implied_pairs=0`` against a recorded ``0.0``, ``1e-3`` against ``0.001``: one value."""
+    from siamese.resume import changes
+
+    state = {"space_hash": "h", "fixed": {"training.implied_pairs": "0.0", "optimizer.learning_rate": "0.001",
+                                          "model.activation": "relu"}}
+    same = {"training.implied_pairs": "0", "optimizer.learning_rate": "1e-3", "model.activation": "relu"}
+    assert changes(state, "h", {}, same) == []
+    other = {**same, "optimizer.learning_rate": "0.002", "model.activation": "tanh"}
+    assert changes(state, "h", {}, other) == ["model.activation=relu → tanh", "optimizer.learning_rate=0.001 → 0.002"]

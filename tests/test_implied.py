@@ -48,8 +48,12 @@ def test_every_implied_pair_carries_the_true_label(n_items, n_pairs, n_classes, 
     a, b = item_of(items, mined.left), item_of(items, mined.right)  # every side is a training vector
     np.testing.assert_array_equal(mined.y, (cls[a] == cls[b]).astype(np.float32))
     assert not np.any((a == b) & (mined.y == 1)), "an item paired with itself teaches nothing"
-    trained = set(np.concatenate([item_of(items, pairs.left), item_of(items, pairs.right)]))
-    assert set(a) | set(b) <= trained
+    ga, gb = item_of(items, pairs.left), item_of(items, pairs.right)
+    assert set(a) | set(b) <= set(ga) | set(gb)
+    given = {(min(x, z), max(x, z)) for x, z in zip(ga, gb)}
+    mined_keys = [(min(x, z), max(x, z)) for x, z in zip(a, b)]
+    assert not set(mined_keys) & given, "a mined pair repeats a given row"
+    assert len(set(mined_keys)) == len(mined_keys), "a mined pair is drawn twice"
 
 
 def test_chains_are_followed_and_each_class_is_capped_at_what_the_closure_adds():
@@ -117,8 +121,10 @@ def test_training_with_implied_pairs_on_digits(make_cfg):
     cfg = make_cfg("training.epochs=1", "training.implied_pairs=2", "training.batch_size=256")
     data = load_dataset(cfg.data, int(cfg.seed))
     fitted = fit(RunSpec.of(cfg), data)
+    mined = len(implied_pairs(data.train, 2, int(cfg.seed)))  # the same seeded draw the fit made
+    assert mined > len(data.train) // 2
     steps = fitted.model.optimizer.iterations.numpy()
-    assert steps == int(np.ceil(3 * len(data.train) / 256))  # given + 2x implied, one epoch
+    assert steps == int(np.ceil((len(data.train) + mined) / 256))  # given + implied pairs, one epoch
     assert len(fitted.history["val_loss"]) == 1
 
 

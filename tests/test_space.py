@@ -123,3 +123,13 @@ def test_wide_space_searches_the_new_keys(make_cfg):
     keys = {p.key for p in parse_space(cfg.search.params, cfg)}
     assert keys >= {"model.input_noise", "model.input_dropout", "model.l2", "model.head_depth", "model.head_features",
                     "optimizer.weight_decay", "optimizer.schedule", "loss.label_smoothing"}
+
+
+def test_implied_pairs_takes_a_float_range_and_integer_choices(make_cfg):
+    """``training.implied_pairs`` is a number ≥ 0: a float range and whole-number choices both parse."""
+    from siamese.search import parse_space
+
+    cfg = make_cfg(config="tune")
+    for spec in ({"type": "float", "min": 0.0, "max": 2.0}, {"type": "choice", "values": [0, 2, 4]}):
+        (param,) = parse_space({"training.implied_pairs": spec}, cfg)
+        assert param.key == "training.implied_pairs"

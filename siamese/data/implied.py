@@ -15,6 +15,7 @@ it yields no implied pairs.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -31,12 +32,14 @@ class Closure:
         first: (n_items, 2) a (row, side) holding each item's vector (side 0: left, 1: right).
         differ: (m, 2) pairs of distinct, consistent groups joined by a "different" pair.
         bad: (n_groups,) groups holding a "different" pair inside (excluded from mining).
+        given: (n, 2) the item ids of each given row (left, right).
     """
 
     group: np.ndarray
     first: np.ndarray
     differ: np.ndarray
     bad: np.ndarray
+    given: np.ndarray
 
     def counts(self) -> tuple[int, int]:
         """(implied same pairs, implied different pairs), given ones included, over consistent groups."""
@@ -70,7 +73,12 @@ def closure(pairs: PairSet) -> Closure:
     bad[a[a == b]] = True
     keep = (a != b) & ~bad[a] & ~bad[b]
     differ = np.unique(np.sort(np.stack([a[keep], b[keep]], axis=1), axis=1), axis=0)
-    return Closure(group, first, differ.reshape(-1, 2), bad)
+    return Closure(group, first, differ.reshape(-1, 2), bad, np.stack([left, right], axis=1))
+
+
+def _keys(a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
+    """One int64 per unordered item pair (every model here is symmetric: (a, b) is (b, a))."""
+    return np.minimum(a, b).astype(np.int64) * n + np.maximum(a, b)
 
 
 def _vectors(pairs: PairSet, c: Closure, items: np.ndarray) -> np.ndarray:
@@ -83,8 +91,8 @@ def _vectors(pairs: PairSet, c: Closure, items: np.ndarray) -> np.ndarray:
 def implied_pairs(pairs: PairSet, ratio: float, seed: int) -> PairSet:
     """``ratio × len(pairs)`` pairs sampled from the closure of the labels, half same, half different.
 
-    Same pairs: an anchor item drawn uniformly from the items of consistent groups of two or more,
-    and another item of its group. Different pairs: an anchor drawn uniformly from the items of
+    No mined pair repeats a given row or another mined pair (in either order). Same pairs: an anchor item drawn uniformly
+    from the items of consistent groups of two or more, and another item of its group. Different pairs: an anchor drawn uniformly from the items of
     groups known to differ from another group, and an item of one such group (drawn uniformly among
     them). A class gets at most as many pairs as the closure implies beyond the given rows (none on
     a table whose items do not repeat); a class with nothing to add leaves its share to the other.
@@ -126,21 +134,44 @@ def implied_pairs(pairs: PairSet, ratio: float, seed: int) -> PairSet:
     new_same, new_diff = max(implied_same - given_same, 0), max(implied_diff - (len(pairs) - given_same), 0)
     n_same = min(want // 2 if new_diff else want, new_same)
     n_diff = min(want - n_same, new_diff)
+    given = _keys(c.given[:, 0], c.given[:, 1], len(c.group))
+
+    def fresh(draw: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Up to ``n`` distinct (anchor, other) item pairs from ``draw(k)``, none equal to a given row:
+        drawn in rounds, given and repeated ones dropped (fewer when fresh ones are rare after 8 rounds)."""
+        got_a, got_b, taken = [], [], given
+        for _ in range(8):
+            a, b = draw(2 * (n - sum(map(len, got_a))) + 16)
+            keys = _keys(a, b, len(c.group))
+            _, first = np.unique(keys, return_index=True)
+            keep = np.zeros(len(a), bool)
+            keep[first] = True
+            keep &= ~np.isin(keys, taken)
+            got_a.append(a[keep]), got_b.append(b[keep])
+            taken = np.concatenate([taken, keys[keep]])
+            if sum(map(len, got_a)) >= n:
+                break
+        return np.concatenate(got_a)[:n], np.concatenate(got_b)[:n]
+
     left, right, y = [], [], []
     anchors = np.flatnonzero((sizes[c.group] >= 2) & ~c.bad[c.group])
     if len(anchors) and n_same:
-        a = rng.choice(anchors, n_same)
-        left.append(a), right.append(partner(a)), y.append(np.ones(n_same, np.float32))
+        a, b = fresh(lambda k: (lambda a: (a, partner(a)))(rng.choice(anchors, k)), n_same)
+        left.append(a), right.append(b), y.append(np.ones(len(a), np.float32))
     if n_diff:
         edges = np.concatenate([c.differ, c.differ[:, ::-1]])  # either group may hold the anchor
         edges = edges[np.argsort(edges[:, 0], kind="stable")]
         first_edge = np.searchsorted(edges[:, 0], np.arange(len(sizes) + 1))
         degree = np.diff(first_edge)
         anchors = np.flatnonzero(degree[c.group] > 0)
-        a = rng.choice(anchors, n_diff)
-        g = c.group[a]
-        other = edges[first_edge[g] + (rng.random(n_diff) * degree[g]).astype(np.int64), 1]
-        left.append(a), right.append(member(other)), y.append(np.zeros(n_diff, np.float32))
+
+        def different(k: int) -> tuple[np.ndarray, np.ndarray]:
+            a = rng.choice(anchors, k)
+            g = c.group[a]
+            return a, member(edges[first_edge[g] + (rng.random(k) * degree[g]).astype(np.int64), 1])
+
+        a, b = fresh(different, n_diff)
+        left.append(a), right.append(b), y.append(np.zeros(len(a), np.float32))
     if not y:
         return PairSet(pairs.left[:0], pairs.right[:0], pairs.y[:0])
     a, b = np.concatenate(left), np.concatenate(right)
