@@ -93,6 +93,7 @@ class Fitted:
     model: keras.Model
     kind: str
     history: dict[str, list[float]] = field(default_factory=dict)
+    mined: int = 0  # training pairs added by training.implied_pairs
 
 
 @dataclass
@@ -181,10 +182,11 @@ def fit(spec: RunSpec, data: Dataset, callbacks: list[keras.callbacks.Callback] 
     keras.utils.set_random_seed(spec.seed)
     model = build_model(data.train.dim, cfg.model, spec.kind)
     compile_model(model, cfg, spec.kind)
-    train = data.train
+    train, mined = data.train, None
     ratio = float(cfg.training.get("implied_pairs") or 0.0)
     if ratio:  # the training labels' closure adds pairs (siamese.data.implied); validation stays as it is
-        train = train.concat(implied_pairs(train, ratio, spec.seed))
+        mined = implied_pairs(train, ratio, spec.seed)
+        train = train.concat(mined)
     inputs = feed.fit_inputs(cfg.training.feed, train, int(cfg.training.batch_size), spec.seed,
                              bool(cfg.training.swap_augment))
     run_callbacks: list[keras.callbacks.Callback] = [EpochValidation(data, spec.kind)]
@@ -201,7 +203,8 @@ def fit(spec: RunSpec, data: Dataset, callbacks: list[keras.callbacks.Callback] 
         for cb in callbacks or []:
             if hasattr(cb, "flush"):
                 cb.flush()
-    return Fitted(model, spec.kind, {k: [float(x) for x in v] for k, v in history.history.items()})
+    return Fitted(model, spec.kind, {k: [float(x) for x in v] for k, v in history.history.items()},
+                  0 if mined is None else len(mined))
 
 
 def assess(fitted: Fitted, data: Dataset, with_test: bool = True) -> Assessment:
@@ -247,7 +250,8 @@ def train_and_record(spec: RunSpec, data: Dataset, with_test: bool, log_model: b
                      figures: Figures | None = None) -> Assessment:
     """Fit with per-epoch logging, assess, and record, in the active run.
 
-    Adds ``train_seconds`` (fit and assessment), ``epochs_run`` and the data's overlap counts
+    Adds ``train_seconds`` (fit and assessment), ``epochs_run``, ``implied_pairs_mined`` (with
+    ``training.implied_pairs``) and the data's overlap counts
     (``test_pairs_seen_in_train``, ``val_pairs_seen_in_train``) to the metrics.
     """
     t0 = time.perf_counter()
@@ -255,6 +259,8 @@ def train_and_record(spec: RunSpec, data: Dataset, with_test: bool, log_model: b
     result = assess(fitted, data, with_test=with_test)
     result.metrics["train_seconds"] = time.perf_counter() - t0
     result.metrics["epochs_run"] = float(len(fitted.history.get("loss", [])))
+    if spec.cfg.training.get("implied_pairs"):  # how many the closure gave: none on a table without repeats
+        result.metrics["implied_pairs_mined"] = float(fitted.mined)
     result.metrics.update(data.overlap)
     record(result, fitted.history, log_model, figures)
     return result

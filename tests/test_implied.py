@@ -125,10 +125,23 @@ def test_training_with_implied_pairs_on_digits(make_cfg):
     assert mined > len(data.train) // 2
     steps = fitted.model.optimizer.iterations.numpy()
     assert steps == int(np.ceil((len(data.train) + mined) / 256))  # given + implied pairs, one epoch
-    assert len(fitted.history["val_loss"]) == 1
+    assert len(fitted.history["val_loss"]) == 1 and fitted.mined == mined
 
 
 @pytest.mark.parametrize("value", [-1, "many", True])
 def test_bad_implied_pairs_value(make_cfg, value):
     with pytest.raises(ConfigError, match="training.implied_pairs"):
         RunSpec.of(make_cfg(f"training.implied_pairs={value}"))
+
+
+def test_a_train_run_records_how_many_pairs_were_mined(make_cfg, store):
+    from mlflow.tracking import MlflowClient
+
+    from siamese.train import train
+
+    metrics = train(make_cfg("training.epochs=1", "training.implied_pairs=1"))
+    assert metrics["implied_pairs_mined"] > 0
+    client = MlflowClient(f"sqlite:///{store}/mlflow.db")
+    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert run.data.metrics["implied_pairs_mined"] == metrics["implied_pairs_mined"]
+    assert run.data.params["training.implied_pairs"] == "1"
