@@ -109,9 +109,11 @@ def check_value(key: str, value: Any) -> None:
     rule = RULES.get(key)
     if rule is None or rule.allows(value):
         return
+    # As the command line writes them: true / null, not Python's True / None.
+    shown = {True: "true", False: "false"}[value] if isinstance(value, bool) else "null" if value is None else repr(value)
     if rule.kind == "choice":
-        raise ConfigError(f"{key}={value!r} is not one of {list(rule.choices)}")
-    raise ConfigError(f"{key}={value!r} must be {rule.describe()}")
+        raise ConfigError(f"{key}={shown} is not one of {list(rule.choices)}")
+    raise ConfigError(f"{key}={shown} must be {rule.describe()}")
 
 
 def check_config(cfg: DictConfig) -> None:
