@@ -177,3 +177,35 @@ def reconcile(parent_id: str) -> list[str]:
     if "failure_reason" in client.get_run(parent_id).data.tags:
         client.delete_tag(parent_id, "failure_reason")
     return killed
+
+
+def adopt_finished(oracle: Any, parent_id: str, objective: str) -> list[str]:
+    """Trials keras-tuner would run again although their MLflow run had FINISHED: the process died
+    between the run's end and the oracle's save (a SIGKILL, or a chief killed while a worker
+    reported). Each is recorded COMPLETED in the oracle with its run's ``objective`` instead of
+    running twice.
+
+    Returns:
+        The adopted trial ids.
+    """
+    queued = list(dict.fromkeys(oracle._retry_queue))  # reload() puts interrupted trials there
+    frame = tracking.children(parent_id) if queued else None
+    if frame is None or frame.empty or "tags.trial_id" not in frame or f"metrics.{objective}" not in frame:
+        return []
+    done = frame[(frame["tags.kind"] == "trial") & (frame["status"] == "FINISHED") & frame[f"metrics.{objective}"].notna()]
+    adopted = []
+    quiet, oracle._display.verbose = oracle._display.verbose, 0  # keras-tuner's own trial summary
+    try:
+        for trial_id in queued:
+            rows = done[done["tags.trial_id"] == trial_id]
+            if rows.empty or trial_id not in oracle.trials:
+                continue
+            oracle._retry_queue = [t for t in oracle._retry_queue if t != trial_id]
+            oracle.update_trial(trial_id, {objective: float(rows[f"metrics.{objective}"].iloc[0])})
+            trial = oracle.trials[trial_id]
+            trial.status = "COMPLETED"
+            oracle.end_trial(trial)
+            adopted.append(trial_id)
+    finally:
+        oracle._display.verbose = quiet
+    return adopted

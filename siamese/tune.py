@@ -235,7 +235,11 @@ def tune(cfg: DictConfig) -> dict[str, float]:
                     study = Study(cfg, settings, params, data, tracker, parent_id, figures)
                     tuner = StudyTuner(study, oracle=make_oracle(cfg), directory=str(settings.dir), project_name="tuner",
                                        overwrite=False)
+                    adopted = resume.adopt_finished(tuner.oracle, parent_id, settings.objective) if resumed else []
                     print(_headline(settings, tuner, len(params), parent_id, resumed), flush=True)
+                    if adopted:
+                        print(f"resume: trial(s) {', '.join(adopted)} had finished in MLflow before the process "
+                              "died; recorded as completed, not run again", flush=True)
                     if killed:
                         print(f"resume: {len(killed)} run(s) a dead process left RUNNING are now KILLED; "
                               "an interrupted trial runs again with its id", flush=True)

@@ -4,6 +4,7 @@ other data or settings; a new store set up once by jobs started together; artifa
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -329,3 +330,38 @@ def test_a_number_written_another_way_is_not_a_changed_setting():
     assert changes(state, "h", {}, same) == []
     other = {**same, "optimizer.learning_rate": "0.002", "model.activation": "tanh"}
     assert changes(state, "h", {}, other) == ["model.activation=relu → tanh", "optimizer.learning_rate=0.001 → 0.002"]
+
+
+def test_a_trial_whose_run_finished_before_the_oracle_saved_is_not_run_again(make_cfg, tmp_path, store, capsys):
+    """A process killed after a trial's MLflow run ended FINISHED but before keras-tuner saved its end
+    (the window a SIGKILL, or a chief killed while a worker reports, can hit) leaves the trial
+    "ongoing" in the saved project; the resume records it completed from its run instead of running
+    it twice. The window is recreated by writing the project back to its state inside it."""
+    from siamese.tune import tune
+
+    cfg = make_cfg(f"study_dir={tmp_path}/study", "study=w", "tuner.max_trials=2", "baselines=false",
+                   "confirm.top_k=0", config="tune")
+    tune(cfg)
+    project = tmp_path / "study" / "tuner"
+    oracle = json.loads((project / "oracle.json").read_text())
+    last = oracle["end_order"][-1]
+    oracle["end_order"].remove(last)
+    oracle["ongoing_trials"] = {"tuner0": last}
+    (project / "oracle.json").write_text(json.dumps(oracle))
+    trial_file = project / f"trial_{last}" / "trial.json"
+    trial = json.loads(trial_file.read_text())
+    trial["status"] = "RUNNING"
+    trial_file.write_text(json.dumps(trial))
+    _, runs = runs_of(store)
+    before = sorted(r.info.run_id for r in runs["trial"])
+    capsys.readouterr()
+
+    result = tune(make_cfg(f"study_dir={tmp_path}/study", "study=w", "tuner.max_trials=2", "baselines=false",
+                           "confirm.top_k=0", config="tune"))
+    text = capsys.readouterr().out
+    assert "(resuming: 2 done, 0 to run)" in text
+    assert f"resume: trial(s) {last} had finished in MLflow before the process died" in text
+    _, runs = runs_of(store)
+    assert sorted(r.info.run_id for r in runs["trial"]) == before  # nothing ran twice
+    assert result["trials_completed"] == 2
+    assert json.loads(trial_file.read_text())["status"] == "COMPLETED"
