@@ -91,10 +91,10 @@ def _vectors(pairs: PairSet, c: Closure, items: np.ndarray) -> np.ndarray:
 def implied_pairs(pairs: PairSet, ratio: float, seed: int) -> PairSet:
     """``ratio × len(pairs)`` pairs sampled from the closure of the labels, half same, half different.
 
-    No mined pair repeats a given row or another mined pair (in either order). Same pairs: an anchor item drawn uniformly
-    from the items of consistent groups of two or more, and another item of its group. Different pairs: an anchor drawn uniformly from the items of
-    groups known to differ from another group, and an item of one such group (drawn uniformly among
-    them). A class gets at most as many pairs as the closure implies beyond the given rows (none on
+    No mined pair repeats a given row or another mined pair (in either order). Same pairs: an anchor
+    item drawn uniformly from the items of consistent groups of two or more, and another item of its
+    group. Different pairs: an anchor drawn uniformly from the items of groups known to differ from
+    another group, and an item of one such group (drawn uniformly among them). A class gets at most as many pairs as the closure implies beyond the given rows (none on
     a table whose items do not repeat); a class with nothing to add leaves its share to the other.
 
     Args:
@@ -156,7 +156,11 @@ def implied_pairs(pairs: PairSet, ratio: float, seed: int) -> PairSet:
     left, right, y = [], [], []
     anchors = np.flatnonzero((sizes[c.group] >= 2) & ~c.bad[c.group])
     if len(anchors) and n_same:
-        a, b = fresh(lambda k: (lambda a: (a, partner(a)))(rng.choice(anchors, k)), n_same)
+        def same(k: int) -> tuple[np.ndarray, np.ndarray]:
+            a = rng.choice(anchors, k)
+            return a, partner(a)
+
+        a, b = fresh(same, n_same)
         left.append(a), right.append(b), y.append(np.ones(len(a), np.float32))
     if n_diff:
         edges = np.concatenate([c.differ, c.differ[:, ::-1]])  # either group may hold the anchor
