@@ -75,4 +75,4 @@ server: setup
 	  --host $(HOST) --port $(UI_PORT)
 
 clean:
-	rm -rf experiments mlruns .pytest_cache
+	rm -rf experiments mlruns .pytest_cache .cache

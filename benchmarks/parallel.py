@@ -5,25 +5,29 @@ seed confirmation off (``confirm.top_k=0``: it runs in the chief alone, after th
 Each study is a fresh ``python -m siamese.tune`` process timed from start to exit, as a user sees it
 (worker start-up included). The random tuner with the study's seed hands out the same trials in the
 same order whatever the number of workers; the benchmark checks that every variant ran the same
-trial configs, so the comparison is of the same work.
+trial configs, so the comparison is of the same work. The last two rows run the same study on JAX
+(each worker one XLA thread, each study a compilation cache that starts empty).
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from benchmarks.common import Result, Table, Target, tune_in_child
 
-VARIANTS = (0, 1, 2)  # tuner.workers
+VARIANTS = (("tensorflow", 0), ("tensorflow", 1), ("tensorflow", 2), ("jax", 1), ("jax", 2))  # backend, tuner.workers
 
 
-def _study(quick: bool, store: Path, workers: int) -> dict[str, float | list]:
-    """The default study (``quick``: 4 small trials) with ``workers``; wall time and its trials."""
+def _study(quick: bool, store: Path, keras_backend: str, workers: int) -> dict[str, float | list]:
+    """The default study (``quick``: 4 small trials) on ``keras_backend`` with ``workers``; wall time and its trials."""
     size = ["++data.n_train=600", "++data.n_test=200", "training.epochs=3", "tuner.max_trials=4"] if quick else []
-    # Seed confirmation retrains the top trials in the chief alone after the search: not what is compared.
-    wall, parent, frame = tune_in_child(store, f"bench-parallel-{workers}", f"tuner.workers={workers}", "confirm.top_k=0",
-                                        *size, what=f"the study with tuner.workers={workers}")
+    with tempfile.TemporaryDirectory(prefix="jax-cache-") as cache:
+        # Seed confirmation retrains the top trials in the chief alone after the search: not what is compared.
+        wall, parent, frame = tune_in_child(store, f"bench-parallel-{keras_backend}-{workers}", f"backend={keras_backend}",
+                                            f"compilation_cache={cache}", f"tuner.workers={workers}", "confirm.top_k=0",
+                                            *size, what=f"the {keras_backend} study with tuner.workers={workers}")
     trials = frame[(frame["tags.kind"] == "trial") & (frame["status"] == "FINISHED")].sort_values("tags.trial_id")
     best = trials.loc[trials["metrics.val_auc"].idxmax()]
     params = sorted(c for c in trials.columns if c.startswith("params."))
@@ -35,30 +39,33 @@ def _study(quick: bool, store: Path, workers: int) -> dict[str, float | list]:
 
 
 def run(quick: bool, store: Path) -> Result:
-    out = {w: _study(quick, store, w) for w in VARIANTS}
-    for w in VARIANTS[1:]:
-        if out[w]["configs"] != out[0]["configs"]:
-            raise RuntimeError(f"tuner.workers={w} ran other trial configs than one process did")
-    n = out[0]["trials"]
+    out = {v: _study(quick, store, *v) for v in VARIANTS}
+    for v in VARIANTS[1:]:
+        if out[v]["configs"] != out[VARIANTS[0]]["configs"]:
+            raise RuntimeError(f"backend={v[0]} tuner.workers={v[1]} ran other trial configs than one process did")
+    n = out[VARIANTS[0]]["trials"]
     table = Table(f"The default digits study, random tuner, {n} trials (the same configs in each row), "
                   f"{os.cpu_count()} cores; wall time from process start to exit",
-                  ["tuner.workers", "wall (s)", "trials per hour", "time to best val_auc (s)",
+                  ["backend", "tuner.workers", "wall (s)", "trials per hour", "time to best val_auc (s)",
                    "trial time (s, sum)", "best val_auc", "× 1 worker"])
     labels = {0: "0 (one process)", 1: "1 (chief + 1 worker)", 2: "2 (chief + 2 workers)"}
-    for w in VARIANTS:
-        r = out[w]
-        table.rows.append([labels[w], round(r["wall_s"], 1), round(r["trials_per_hour"]), round(r["time_to_best_s"], 1),
+    for b, w in VARIANTS:
+        r = out[b, w]
+        table.rows.append([b, labels[w], round(r["wall_s"], 1), round(r["trials_per_hour"]), round(r["time_to_best_s"], 1),
                            round(r["trial_seconds"], 1), round(r["best_val_auc"], 4),
-                           round(r["trials_per_hour"] / out[1]["trials_per_hour"], 2)])
-    data = {str(w): {k: v for k, v in r.items() if k != "configs"} for w, r in out.items()}
+                           round(r["trials_per_hour"] / out[b, 1]["trials_per_hour"], 2)])
+    data = {f"{b}-{w}": {k: v for k, v in r.items() if k != "configs"} for (b, w), r in out.items()}
     result = Result("parallel", quick, "", [table], data=data)
-    gain = out[2]["trials_per_hour"] / out[1]["trials_per_hour"]
-    result.targets.append(Target("2 local workers: ≥ 1.5× the trials per hour of 1 worker", f"{gain:.2f}×", gain >= 1.5))
-    slow = out[2]["trial_seconds"] / out[1]["trial_seconds"]
+    for b in ("tensorflow", "jax"):
+        gain = out[b, 2]["trials_per_hour"] / out[b, 1]["trials_per_hour"]
+        result.targets.append(Target(f"2 local workers: ≥ 1.5× the trials per hour of 1 worker ({b})", f"{gain:.2f}×",
+                                     gain >= 1.5))
+    slow = {b: out[b, 2]["trial_seconds"] / out[b, 1]["trial_seconds"] for b in ("tensorflow", "jax")}
     result.notes.append("trial time (sum) is each trial's own `trial_seconds`: with 2 workers on 2 cores each trial "
-                        "gets one core (tuner.distributed.threads = cores // workers), so a trial takes longer "
-                        f"while two run at once: here {slow:.2f}× the 1-worker sum, which caps 2 workers at "
-                        f"{2 / slow:.2f}× before any fixed cost; the wall time also pays the processes' start "
+                        "gets one core (tuner.distributed.threads = cores // workers; on JAX one XLA thread), so a "
+                        "trial takes longer while two run at once: here "
+                        + ", ".join(f"{slow[b]:.2f}× the 1-worker sum on {b} (a cap of {2 / slow[b]:.2f}×)" for b in slow)
+                        + " before any fixed cost; the wall time also pays the processes' start "
                         "(workers start while the chief runs its baselines) and the chief's finish (best model, "
                         "test scoring, figures) once, and the last trial may run alone.")
     return result

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shutil
 import statistics
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -54,10 +55,15 @@ def _by_backend(quick: bool, store: Path) -> dict[str, dict[str, float]]:
     budget = 3 if quick else 12
     small = ["++data.n_train=600", "++data.n_test=200", "training.epochs=3"] if quick else []
     out = {}
-    for keras_backend in ("tensorflow", "jax"):
-        wall, _, frame = tune_in_child(store, f"bench-throughput-backend-{keras_backend}", f"backend={keras_backend}",
-                                       f"tuner.max_trials={budget}", "confirm.top_k=0", *small,
-                                       what=f"the {keras_backend} study")  # confirmation off: trials compared
+    with tempfile.TemporaryDirectory(prefix="jax-cache-") as fresh:
+        # JAX without a compilation cache, and with one that starts empty: its hits are the study's own
+        # (trials of one architecture), not a previous run's.
+        variants = {"tensorflow": ["backend=tensorflow"], "jax": ["backend=jax", "compilation_cache=null"],
+                    "jax, compilation cache (empty at start)": ["backend=jax", f"compilation_cache={fresh}"]}
+        runs = {name: tune_in_child(store, f"bench-throughput-backend-{i}", *overrides, f"tuner.max_trials={budget}",
+                                    "confirm.top_k=0", *small, what=f"the {name} study")  # confirmation off: trials compared
+                for i, (name, overrides) in enumerate(variants.items())}
+    for keras_backend, (wall, _, frame) in runs.items():
         trials = frame[frame["tags.kind"] == "trial"]
         out[keras_backend] = {"wall_s": wall, "trials": len(trials), "trials_per_hour": len(trials) / wall * 3600,
                               "trial_seconds": float(trials["metrics.trial_seconds"].sum()),
@@ -178,8 +184,6 @@ def run(quick: bool, store: Path) -> Result:
 
 
 if __name__ == "__main__":  # python -m benchmarks.throughput: only the per-backend studies (minutes, not the hour)
-    import tempfile
-
     backends = _by_backend(False, Path(tempfile.mkdtemp(prefix="bench-backends-")))
     print("| backend | wall (s) | trials per hour | trial time (s, sum) | best val_auc | × tensorflow |\n|---|---|---|---|---|---|")
     for name, b in backends.items():

@@ -8,6 +8,12 @@ so they start without TensorFlow or JAX.
 TensorFlow's C++ start-up lines (oneDNN, CUDA stubs) are written before any log level applies and
 would bury the one-line errors this tool prints, so the import runs with stderr muted
 (``SIAMESE_TF_VERBOSE=1`` keeps them).
+
+On JAX every new model is compiled by XLA in its first epoch (about 2 s here for the question's
+model: most of a 5-epoch run). The ``compilation_cache`` key keeps compiled steps on disk (JAX's
+persistent compilation cache), so a model whose shapes were compiled before (another trial of the
+same architecture, a confirmation seed, a resumed study, the next ``make train``) skips it.
+The cached program is the same program, so results do not change (benchmarks/README.md, speed table).
 """
 
 from __future__ import annotations
@@ -15,10 +21,14 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
 
 from siamese.errors import ConfigError
 
 BACKENDS = ("tensorflow", "jax")
+# JAX caches only programs that took at least this long to compile (its default, 1 s, would miss the
+# question's model on a faster machine; below ~0.1 s reading the entry costs about what compiling does).
+MIN_COMPILE_SECONDS = 0.1
 
 
 def _import_quietly(name: str) -> None:
@@ -49,11 +59,29 @@ def _import_quietly(name: str) -> None:
         os.close(saved)
 
 
-def start(name: str) -> str:
+def _compilation_cache(folder: str | os.PathLike) -> Path:
+    """The folder for JAX's persistent compilation cache, created.
+
+    Raises:
+        ConfigError: the folder cannot be created.
+    """
+    path = Path(os.path.expanduser(str(folder))).resolve()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"compilation_cache={folder}: cannot create the folder ({e.strerror or e}); "
+                          "give a writable folder, or compilation_cache=null to turn the cache off") from None
+    return path
+
+
+def start(name: str, compilation_cache: str | os.PathLike | None = None) -> str:
     """Run Keras on ``name`` in this process (idempotent).
 
     Args:
         name: ``tensorflow`` or ``jax`` (a task's ``backend`` config key).
+        compilation_cache: a folder for JAX's compiled programs (the ``compilation_cache`` key), or
+            ``None`` to leave JAX's own setting (``JAX_COMPILATION_CACHE_DIR``; unset: no cache).
+            Ignored on TensorFlow, and once Keras runs in this process.
 
     Returns:
         The backend Keras runs on.
@@ -71,8 +99,15 @@ def start(name: str) -> str:
             raise ConfigError(f"backend={name}: Keras already runs on {running} in this process "
                               f"(one backend a process; start a new one, e.g. with KERAS_BACKEND={name})")
         return running
+    cache = _compilation_cache(compilation_cache) if name == "jax" and compilation_cache else None
     os.environ["KERAS_BACKEND"] = name
     _import_quietly(name)
+    if cache is not None:
+        import jax
+
+        # Set in this process only (workers start their own); JAX opens the cache at its first compile.
+        jax.config.update("jax_compilation_cache_dir", str(cache))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECONDS)
     return name
 
 

@@ -86,7 +86,7 @@ def _overrides() -> list[str]:
         return []
 
 
-IGNORED = ("tracking.", "hydra.", "run_name", "backend", "data.cache_dir", "training.verbose")
+IGNORED = ("tracking.", "hydra.", "run_name", "backend", "compilation_cache", "data.cache_dir", "training.verbose")
 
 
 def train_name(cfg: DictConfig, run_id: str, overrides: list[str] | None = None) -> str:

@@ -74,6 +74,7 @@ def test_a_jax_study_promotes_and_predicts_and_its_model_scores_identically_on_t
               "++data.n_train=600", "++data.n_test=200", "backend=jax"]
     # No baselines: a 3-epoch model need not beat a tuned logistic regression to be promoted here.
     proc = run_cli("tune", *common, "study=jx", f"study_dir={tmp_path}/jx", "tuner.max_trials=2", "training.epochs=3",
+                   f"compilation_cache={tmp_path}/jax-cache",
                    "baselines=false", "confirm.top_k=0", timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     client = MlflowClient(f"sqlite:///{store}/mlflow.db")
@@ -95,3 +96,50 @@ def test_a_jax_study_promotes_and_predicts_and_its_model_scores_identically_on_t
     s, pred = bundle.predict(bundle.pairs(pd.read_csv(digits_files[1])))
     np.testing.assert_allclose(scored["score"], s, rtol=1e-5, atol=1e-5)
     assert (scored["prediction"] == pred).mean() > 0.99  # a score at the threshold may round either way
+
+
+# Runs siamese.train as the CLI does, counting JAX's persistent-cache hits (jax.monitoring events).
+_COUNT_CACHE_HITS = """
+import json, runpy, sys
+import jax.monitoring
+hits = []
+jax.monitoring.register_event_listener(
+    lambda event, **kw: hits.append(event) if event == "/jax/compilation_cache/cache_hits" else None)
+sys.argv = ["siamese.train", *sys.argv[1:]]
+try:
+    runpy.run_module("siamese.train", run_name="__main__")
+except SystemExit as e:
+    assert not e.code, e.code
+print(json.dumps({"hits": len(hits)}))
+"""
+
+
+@pytest.mark.slow
+def test_jax_keeps_compiled_steps_on_disk_and_a_second_run_of_the_same_shapes_compiles_none(tmp_path, digits_files):
+    cache = tmp_path / "jax-cache"
+    common = [*tracking_overrides(tmp_path / "mlruns"), f"++data.cache_dir={digits_files[0].parent.parent}",
+              "++data.n_train=600", "++data.n_test=200", "backend=jax", "training.epochs=2"]
+
+    def train(*extra: str) -> int:
+        proc = subprocess.run([sys.executable, "-c", _COUNT_CACHE_HITS, *common, *extra], capture_output=True,
+                              text=True, timeout=600, cwd="/tmp", env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return json.loads(proc.stdout.strip().splitlines()[-1])["hits"]
+
+    assert train(f"compilation_cache={cache}", "seed=1") == 0  # an empty cache: everything compiled
+    steps = sorted(p.name for p in cache.glob("jit_train_step-*"))
+    assert steps, sorted(p.name for p in cache.iterdir())
+    # Another seed, the same shapes: the training steps come from the cache, and nothing new is written.
+    assert train(f"compilation_cache={cache}", "seed=2") >= len(steps)
+    assert sorted(p.name for p in cache.glob("jit_train_step-*")) == steps
+    assert train("compilation_cache=null", "seed=2") == 0  # off: JAX compiles, reads nothing
+
+
+def test_an_unwritable_compilation_cache_is_a_one_line_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    proc = run_cli("train", *tracking_overrides(tmp_path / "mlruns"), "backend=jax", f"compilation_cache={blocker}/jax")
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines() == [
+        f"error: compilation_cache={blocker}/jax: cannot create the folder (Not a directory); give a writable "
+        "folder, or compilation_cache=null to turn the cache off"]
