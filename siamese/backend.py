@@ -21,9 +21,12 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import tempfile
 from pathlib import Path
+from typing import Any
 
 from siamese.errors import ConfigError
+from siamese.paths import resolve
 
 BACKENDS = ("tensorflow", "jax")
 # JAX caches only programs that took at least this long to compile (its default, 1 s, would miss the
@@ -59,17 +62,25 @@ def _import_quietly(name: str) -> None:
         os.close(saved)
 
 
-def _compilation_cache(folder: str | os.PathLike) -> Path:
-    """The folder for JAX's persistent compilation cache, created.
+def _compilation_cache(folder: Any) -> Path:
+    """The folder for JAX's persistent compilation cache: created, and checked to be writable (JAX
+    would only warn on every write). Relative paths are taken against where the command runs, as
+    every path on the command line is.
 
     Raises:
-        ConfigError: the folder cannot be created.
+        ConfigError: not a path (a number, ``true``, an empty string), or a folder that cannot be
+            created or written.
     """
-    path = Path(os.path.expanduser(str(folder))).resolve()
+    if isinstance(folder, bool) or not isinstance(folder, (str, os.PathLike)) or not str(folder).strip():
+        shown = str(folder).lower() if isinstance(folder, bool) else repr(folder)  # as the command line writes it
+        raise ConfigError(f"compilation_cache={shown}: give a folder path (e.g. .cache/jax), "
+                          "or compilation_cache=null to turn the cache off")
+    path = resolve(folder)
     try:
         path.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=path).close()
     except OSError as e:
-        raise ConfigError(f"compilation_cache={folder}: cannot create the folder ({e.strerror or e}); "
+        raise ConfigError(f"compilation_cache={folder}: cannot write to the folder ({e.strerror or e}); "
                           "give a writable folder, or compilation_cache=null to turn the cache off") from None
     return path
 
@@ -80,8 +91,8 @@ def start(name: str, compilation_cache: str | os.PathLike | None = None) -> str:
     Args:
         name: ``tensorflow`` or ``jax`` (a task's ``backend`` config key).
         compilation_cache: a folder for JAX's compiled programs (the ``compilation_cache`` key), or
-            ``None`` to leave JAX's own setting (``JAX_COMPILATION_CACHE_DIR``; unset: no cache).
-            Ignored on TensorFlow, and once Keras runs in this process.
+            ``None``: no cache (even if ``JAX_COMPILATION_CACHE_DIR`` is set). Ignored on TensorFlow,
+            and once Keras runs in this process.
 
     Returns:
         The backend Keras runs on.
@@ -99,15 +110,17 @@ def start(name: str, compilation_cache: str | os.PathLike | None = None) -> str:
             raise ConfigError(f"backend={name}: Keras already runs on {running} in this process "
                               f"(one backend a process; start a new one, e.g. with KERAS_BACKEND={name})")
         return running
-    cache = _compilation_cache(compilation_cache) if name == "jax" and compilation_cache else None
+    cache = _compilation_cache(compilation_cache) if name == "jax" and compilation_cache is not None else None
     os.environ["KERAS_BACKEND"] = name
     _import_quietly(name)
-    if cache is not None:
+    if name == "jax":
         import jax
 
         # Set in this process only (workers start their own); JAX opens the cache at its first compile.
-        jax.config.update("jax_compilation_cache_dir", str(cache))
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECONDS)
+        jax.config.update("jax_enable_compilation_cache", cache is not None)
+        if cache is not None:
+            jax.config.update("jax_compilation_cache_dir", str(cache))
+            jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECONDS)
     return name
 
 

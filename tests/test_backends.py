@@ -120,9 +120,9 @@ def test_jax_keeps_compiled_steps_on_disk_and_a_second_run_of_the_same_shapes_co
     common = [*tracking_overrides(tmp_path / "mlruns"), f"++data.cache_dir={digits_files[0].parent.parent}",
               "++data.n_train=600", "++data.n_test=200", "backend=jax", "training.epochs=2"]
 
-    def train(*extra: str) -> int:
-        proc = subprocess.run([sys.executable, "-c", _COUNT_CACHE_HITS, *common, *extra], capture_output=True,
-                              text=True, timeout=600, cwd="/tmp", env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    def train(*extra: str, env: dict[str, str] | None = None) -> int:
+        proc = subprocess.run([sys.executable, "-c", _COUNT_CACHE_HITS, *common, *extra], capture_output=True, text=True,
+                              timeout=600, cwd="/tmp", env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})})
         assert proc.returncode == 0, proc.stderr[-3000:]
         return json.loads(proc.stdout.strip().splitlines()[-1])["hits"]
 
@@ -132,14 +132,24 @@ def test_jax_keeps_compiled_steps_on_disk_and_a_second_run_of_the_same_shapes_co
     # Another seed, the same shapes: the training steps come from the cache, and nothing new is written.
     assert train(f"compilation_cache={cache}", "seed=2") >= len(steps)
     assert sorted(p.name for p in cache.glob("jit_train_step-*")) == steps
-    assert train("compilation_cache=null", "seed=2") == 0  # off: JAX compiles, reads nothing
+    # null is off, even where JAX's own variable names the same folder.
+    assert train("compilation_cache=null", "seed=2", env={"JAX_COMPILATION_CACHE_DIR": str(cache)}) == 0
 
 
-def test_an_unwritable_compilation_cache_is_a_one_line_error(tmp_path):
+@pytest.mark.parametrize("value, message", [
+    ("{file}/jax", "compilation_cache={file}/jax: cannot write to the folder (Not a directory); give a writable "
+                   "folder, or compilation_cache=null to turn the cache off"),
+    ("{file}", "compilation_cache={file}: cannot write to the folder (File exists); give a writable "
+               "folder, or compilation_cache=null to turn the cache off"),
+    ("true", "compilation_cache=true: give a folder path (e.g. .cache/jax), or compilation_cache=null to turn the cache off"),
+    ("5", "compilation_cache=5: give a folder path (e.g. .cache/jax), or compilation_cache=null to turn the cache off"),
+    ("''", "compilation_cache='': give a folder path (e.g. .cache/jax), or compilation_cache=null to turn the cache off"),
+])
+def test_a_compilation_cache_that_is_not_a_writable_folder_is_a_one_line_error(tmp_path, value, message):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    proc = run_cli("train", *tracking_overrides(tmp_path / "mlruns"), "backend=jax", f"compilation_cache={blocker}/jax")
+    proc = run_cli("train", *tracking_overrides(tmp_path / "mlruns"), "backend=jax",
+                   f"compilation_cache={value.format(file=blocker)}")
     assert proc.returncode == 2, proc.stderr[-3000:]
-    assert proc.stderr.strip().splitlines() == [
-        f"error: compilation_cache={blocker}/jax: cannot create the folder (Not a directory); give a writable "
-        "folder, or compilation_cache=null to turn the cache off"]
+    assert proc.stderr.strip().splitlines() == [f"error: {message.format(file=blocker)}"]
+    assert not (tmp_path / "mlruns" / "mlflow.db").exists()  # refused before the store is opened
