@@ -19,7 +19,7 @@ from sklearn.metrics import roc_auc_score
 
 from benchmarks import question_script, synthetic
 from benchmarks.common import CACHE, Result, Table, Target, compose_cfg
-from siamese.backend import MIN_COMPILE_SECONDS
+from siamese.backend import MIN_COMPILE_SECONDS, ONE_XLA_THREAD
 from siamese.data import load_dataset
 from siamese.model import scores
 from siamese.engine import RunSpec, fit
@@ -97,8 +97,7 @@ FRESH = "<a fresh folder>"  # an environment value _child_rows replaces with a n
 CHILD_VARIANTS: dict[str, tuple[dict[str, str], list[str]]] = {
     "jax, question settings (batch 32)": ({"KERAS_BACKEND": "jax"}, ["backend=jax"]),
     "jax, batch 32, steps_per_execution 8": ({"KERAS_BACKEND": "jax"}, ["backend=jax", "training.steps_per_execution=8"]),
-    "jax, batch 32, one XLA thread": ({"KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false "
-                                       "intra_op_parallelism_threads=1"}, ["backend=jax"]),
+    "jax, batch 32, one XLA thread": ({"KERAS_BACKEND": "jax", "XLA_FLAGS": ONE_XLA_THREAD}, ["backend=jax"]),
     "jax, batch 32, no jit (3 epochs)": ({"KERAS_BACKEND": "jax"}, ["backend=jax", "training.jit_compile=false",
                                          "training.epochs=3", "training.early_stopping.patience=null"]),
     # JAX's persistent compilation cache (``compilation_cache``) in a fresh folder, filled by the

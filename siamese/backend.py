@@ -32,6 +32,8 @@ BACKENDS = ("tensorflow", "jax")
 # JAX caches only programs that took at least this long to compile (its default, 1 s, would miss the
 # question's model on a faster machine; below ~0.1 s reading the entry costs about what compiling does).
 MIN_COMPILE_SECONDS = 0.1
+# XLA's CPU client runs one Eigen pool sized to the machine; these flags make it one thread.
+ONE_XLA_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 
 
 def _import_quietly(name: str) -> None:
@@ -122,6 +124,15 @@ def start(name: str, compilation_cache: str | os.PathLike | None = None) -> str:
             jax.config.update("jax_compilation_cache_dir", str(cache))
             jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECONDS)
     return name
+
+
+def start_for(cfg: Any) -> str:
+    """:func:`start` with a task config's ``backend`` and ``compilation_cache`` keys.
+
+    Raises:
+        ConfigError: as :func:`start`.
+    """
+    return start(cfg.backend, cfg.get("compilation_cache"))
 
 
 def running() -> str:

@@ -84,7 +84,7 @@ def export(cfg: DictConfig) -> Path:
     out = resolve(cfg.out)
     if out.exists() and any(out.iterdir()) and not (out / META).exists():
         raise ConfigError(f"out={out} is a non-empty folder that is not an export; pick another")
-    backend.start(cfg.backend, cfg.get("compilation_cache"))
+    backend.start_for(cfg)
     from siamese.registry import load_bundle  # Keras: imported once the backend is chosen
 
     path = export_bundle(load_bundle(str(cfg.model_uri), cfg.tracking), out, str(cfg.model_uri))

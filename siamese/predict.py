@@ -71,7 +71,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(f"output={output}: predictions are written as CSV; name the file *.csv")
     if output.resolve() == source.resolve():
         raise ConfigError(f"output={output} would overwrite the input")
-    backend.start(cfg.backend, cfg.get("compilation_cache"))
+    backend.start_for(cfg)
     from siamese.registry import load_bundle  # Keras: imported once the backend is chosen
 
     t0 = time.perf_counter()

@@ -257,7 +257,7 @@ def promote(cfg: DictConfig) -> dict[str, Any]:
     Returns:
         The plan as a dict (with ``version`` set unless a dry run).
     """
-    backend.start(cfg.backend, cfg.get("compilation_cache"))
+    backend.start_for(cfg)
     tracker = tracking.Tracker(cfg.tracking)
     p, bundle, parent = plan(cfg, tracker)
     print(_describe(p))

@@ -24,7 +24,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         engine.Diverged: the loss became NaN or infinite (the run ends FAILED; the CLI says why in
             one line and exits 1).
     """
-    backend.start(cfg.backend, cfg.get("compilation_cache"))
+    backend.start_for(cfg)
     from siamese import engine  # Keras: imported once the backend is chosen
 
     spec, tracker, data = engine.prepare(cfg)

@@ -187,7 +187,7 @@ def tune(cfg: DictConfig) -> dict[str, float]:
         from siamese.worker import work
 
         return work(cfg, dist)
-    backend.start(cfg.backend, cfg.get("compilation_cache"))
+    backend.start_for(cfg)
     # keras-tuner and the engine import Keras: imported once the backend is chosen.
     from keras_tuner.src import config as kt_config
 

@@ -26,15 +26,11 @@ from siamese.launch import WORKERS_DIR
 from siamese.stops import Stopped, install_stop_handlers
 
 
-# XLA's CPU client runs one Eigen pool sized to the machine; these flags make it one thread.
-ONE_XLA_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-
-
 def _xla_threads(name: str, threads: int) -> None:
     """On JAX with one thread a worker, XLA runs on one thread (set before JAX loads): two workers on
     two cores would otherwise each start a pool as wide as the machine."""
-    if name == "jax" and threads == 1 and ONE_XLA_THREAD not in os.environ.get("XLA_FLAGS", ""):
-        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {ONE_XLA_THREAD}".strip()
+    if name == "jax" and threads == 1 and backend.ONE_XLA_THREAD not in os.environ.get("XLA_FLAGS", ""):
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {backend.ONE_XLA_THREAD}".strip()
 
 
 def _threads(name: str, threads: int) -> None:
@@ -77,7 +73,7 @@ def work(cfg: DictConfig, dist: Distributed, tuner_id: str | None = None) -> dic
     os.environ.update({"KERASTUNER_TUNER_ID": tuner_id, "KERASTUNER_ORACLE_IP": dist.host,
                        "KERASTUNER_ORACLE_PORT": str(dist.port)})
     _xla_threads(cfg.backend, dist.threads)
-    backend.start(cfg.backend, cfg.get("compilation_cache"))
+    backend.start_for(cfg)
     _threads(cfg.backend, dist.threads)
     import keras_tuner as kt
     from keras_tuner.src import config as kt_config

@@ -341,7 +341,7 @@ def test_a_joblib_multirun_writes_two_studies_to_one_store_each_under_its_own_pa
 
 
 def test_a_jax_worker_with_one_thread_runs_xla_on_one_thread(monkeypatch):
-    from siamese import worker
+    from siamese import backend, worker
 
     monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/tmp/x")
     worker._xla_threads("tensorflow", 1)
@@ -349,4 +349,4 @@ def test_a_jax_worker_with_one_thread_runs_xla_on_one_thread(monkeypatch):
     assert os.environ["XLA_FLAGS"] == "--xla_dump_to=/tmp/x"  # TensorFlow's pools are set otherwise; 2 threads: XLA's own
     worker._xla_threads("jax", 1)
     worker._xla_threads("jax", 1)  # once
-    assert os.environ["XLA_FLAGS"] == f"--xla_dump_to=/tmp/x {worker.ONE_XLA_THREAD}"
+    assert os.environ["XLA_FLAGS"] == f"--xla_dump_to=/tmp/x {backend.ONE_XLA_THREAD}"

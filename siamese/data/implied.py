@@ -94,8 +94,9 @@ def implied_pairs(pairs: PairSet, ratio: float, seed: int) -> PairSet:
     No mined pair repeats a given row or another mined pair (in either order). Same pairs: an anchor
     item drawn uniformly from the items of consistent groups of two or more, and another item of its
     group. Different pairs: an anchor drawn uniformly from the items of groups known to differ from
-    another group, and an item of one such group (drawn uniformly among them). A class gets at most as many pairs as the closure implies beyond the given rows (none on
-    a table whose items do not repeat); a class with nothing to add leaves its share to the other.
+    another group, and an item of one such group (drawn uniformly among them). A class gets at most
+    as many pairs as the closure implies beyond the given rows (none on a table whose items do not
+    repeat); a class with nothing to add leaves its share to the other.
 
     Args:
         pairs: the labelled training pairs, (n, d) a side.
