@@ -126,8 +126,11 @@ def check_config(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key, default=_ABSENT)
         if value is _ABSENT:
             continue  # a config without this key (e.g. an older data config): the code's default
+        if OmegaConf.is_list(value):
+            raise ConfigError(f"{key}={OmegaConf.to_container(value)} must be a single value, not a list; to try "
+                              f"several values, search them (python -m siamese.tune, a space under conf/search/)")
         if OmegaConf.is_config(value):
-            raise ConfigError(f"{key} must be a value, got a config group")
+            raise ConfigError(f"{key} must be a single value, not a mapping {OmegaConf.to_container(value)}")
         check_value(key, value)
     if cfg.loss.name in MARGIN_LOSSES and cfg.loss.get("margin") is None:
         raise ConfigError(f"loss.margin is null but loss={cfg.loss.name} needs a margin > 0 (e.g. loss.margin=1.0)")

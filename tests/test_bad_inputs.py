@@ -229,6 +229,9 @@ CONFIG_CASES = [
     ("data.preprocess=whiten", r"data.preprocess='whiten' is not one of \['none', 'standardize', 'l2'\]"),
     ("data.ignore=id", r"data.ignore must be a list of column names"),
     ("seed=1.5", r"seed must be an integer, got 1.5"),
+    ("model.width=[64,128]", r"model.width=\[64, 128\] must be a single value, not a list; to try several values, "
+                             r"search them"),
+    ("training.epochs={a:1}", r"training.epochs must be a single value, not a mapping \{'a': 1\}"),
 ]
 
 
@@ -488,6 +491,27 @@ def test_cli_keeps_hydras_quoting_hint_for_a_comma_in_a_path(store):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert stderr_lines(proc)[0] == "error: Ambiguous value for argument 'data.train=/tmp/a,b/x.csv'"
     assert "2. To use it as string, quote the value: key=\\'value1,value2\\'" in proc.stderr
+
+
+@pytest.mark.parametrize("module, override, meant", [
+    ("train", "+training.epoch=3", "training.epochs=3"),
+    ("report", "+report.byy=loss", "report.by=loss"),
+    ("tune", "+seeds=3", "seed=3"),
+], ids=["train", "report", "top level"])
+def test_cli_added_key_beside_one_spelled_alike_is_one_line_exit_2(store, module, override, meant):
+    proc = run_cli(module, *tracking_overrides(store), override, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    key = meant.partition("=")[0]
+    assert stderr_lines(proc) == [f"error: {override} adds a key that nothing reads, beside {key}; did you mean "
+                                  f"{meant} (without '+')?"]
+    assert store_state(store) == {"runs": [], "versions": []}
+
+
+def test_cli_added_key_unlike_any_other_is_left_to_the_task(store):
+    # '+' adding a key with no near namesake is Hydra's to allow: report runs (on an empty store) as without it
+    proc = report_cli(store, "+report.note=hello")
+    assert "adds a key that nothing reads" not in proc.stderr, proc.stderr
+    assert proc.returncode == report_cli(store).returncode
 
 
 def test_cli_unopenable_store_is_one_line(tmp_path):

@@ -37,6 +37,9 @@ def test_bench_quick_runs_every_benchmark_and_writes_valid_json(tmp_path):
     variants = ("tensorflow-0", "tensorflow-1", "tensorflow-2", "jax-1", "jax-2")
     assert [parallel[v]["trials"] for v in variants] == [4] * 5
     assert all(parallel[v]["time_to_best_s"] <= parallel[v]["wall_s"] for v in variants)
+    # the search phase lies inside the process's life; the CPU counted is that of the study's processes
+    assert all(0 < parallel[v]["search_s"] < parallel[v]["wall_s"] for v in variants)
+    assert all(parallel[v]["cpu_s"] > parallel[v]["trial_seconds"] * 0.5 for v in variants)
     waits = results["throughput"]["data"]["figure_wait_s"]
     assert waits["background"] < waits["inline"] / 10  # handing figures to the worker beats drawing them
     # The printed verdict is the JSON's: each target's line says met / NOT met as its JSON does, and
