@@ -116,6 +116,17 @@ def check_value(key: str, value: Any) -> None:
     raise ConfigError(f"{key}={shown} must be {rule.describe()}")
 
 
+def _shown(value: Any) -> str:
+    """A config value as the command line writes it: ``[64,128]``, ``{a:1}``, ``true``, ``null``."""
+    if OmegaConf.is_config(value):
+        value = OmegaConf.to_container(value)
+    if isinstance(value, list):
+        return "[" + ",".join(_shown(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{_shown(v)}" for k, v in value.items()) + "}"
+    return {True: "true", False: "false"}[value] if isinstance(value, bool) else "null" if value is None else str(value)
+
+
 def check_config(cfg: DictConfig) -> None:
     """Every setting of a run config that has a rule, and the combinations values alone cannot show.
 
@@ -123,14 +134,19 @@ def check_config(cfg: DictConfig) -> None:
         ConfigError: the first setting a run could not use, naming the key, the value and what it takes.
     """
     for key in RULES:
+        parent = key.rpartition(".")[0]
+        group = OmegaConf.select(cfg, parent, default=_ABSENT) if "." in parent else _ABSENT
+        if group is not _ABSENT and not OmegaConf.is_dict(group):  # training.early_stopping=5
+            children = sorted(k.rpartition(".")[2] for k in RULES if k.startswith(parent + "."))
+            raise ConfigError(f"{parent}={_shown(group)} must be a group of settings ({', '.join(children)}), "
+                              f"not a value; set one of them, e.g. {parent}.{children[0]}=…")
         value = OmegaConf.select(cfg, key, default=_ABSENT)
         if value is _ABSENT:
             continue  # a config without this key (e.g. an older data config): the code's default
-        if OmegaConf.is_list(value):
-            raise ConfigError(f"{key}={OmegaConf.to_container(value)} must be a single value, not a list; to try "
-                              f"several values, search them (python -m siamese.tune, a space under conf/search/)")
         if OmegaConf.is_config(value):
-            raise ConfigError(f"{key} must be a single value, not a mapping {OmegaConf.to_container(value)}")
+            raise ConfigError(f"{key}={_shown(value)} must be a single value, not a "
+                              f"{'list' if OmegaConf.is_list(value) else 'mapping'}; to try several values, search "
+                              f"them (python -m siamese.tune, a space under conf/search/)")
         check_value(key, value)
     if cfg.loss.name in MARGIN_LOSSES and cfg.loss.get("margin") is None:
         raise ConfigError(f"loss.margin is null but loss={cfg.loss.name} needs a margin > 0 (e.g. loss.margin=1.0)")

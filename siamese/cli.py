@@ -8,7 +8,6 @@ Exit codes: 0 success, 2 bad input or config (one line on stderr), 130 stopped b
 
 from __future__ import annotations
 
-import difflib
 import io
 import os
 import sys
@@ -18,9 +17,10 @@ from typing import Any, Callable
 
 import hydra
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from siamese.errors import ConfigError, TrainingFailed, UserError, required_values
+from siamese.errors import TrainingFailed, UserError, required_values
+from siamese.overrides import check_added_keys
 from siamese.paths import config_dir
 from siamese.stops import Stopped, install_stop_handlers
 
@@ -117,29 +117,6 @@ def compose_config(config_name: str, overrides: list[str], *, with_hydra: bool =
     """
     with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
         return compose(config_name=config_name, overrides=overrides, return_hydra_config=with_hydra)
-
-
-def check_added_keys(cfg: DictConfig, overrides: list[str]) -> None:
-    """Refuse a ``+group.key=value`` override that adds a key spelled almost like one beside it
-    (``+training.epoch=3`` next to ``training.epochs``): Hydra adds it, nothing reads it, and the
-    run would go on with the setting the user meant to change.
-
-    Raises:
-        ConfigError: naming the added key and the one it is close to (difflib ratio ≥ 0.8).
-    """
-    for override in overrides:
-        if not override.startswith("+") or override.startswith("++"):
-            continue
-        key, _, value = override[1:].partition("=")
-        parent, _, leaf = key.rpartition(".")
-        node = OmegaConf.select(cfg, parent, default=None) if parent else cfg
-        if not OmegaConf.is_dict(node):
-            continue
-        close = difflib.get_close_matches(leaf, [str(k) for k in node.keys() if k != leaf], n=1, cutoff=0.8)
-        if close:
-            name = f"{parent}.{close[0]}" if parent else close[0]
-            raise ConfigError(f"+{key}={value} adds a key that nothing reads, beside {name}; did you mean "
-                              f"{name}={value} (without '+')?")
 
 
 # What entry() holds while Hydra composes: its stderr output, the real stderr, whether the task began.

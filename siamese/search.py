@@ -132,7 +132,10 @@ def parse_space(space: Any, cfg: DictConfig) -> list[Param]:
         if current is _MISSING:
             raise ConfigError(f"search space: unknown config key '{key}'")
         if isinstance(current, (dict, list)) or OmegaConf.is_config(current):
-            raise ConfigError(f"search space: '{key}' is a config group, not a value")
+            if isinstance(current, list) or OmegaConf.is_list(current):  # model.width=[64,128] on the command line
+                raise ConfigError(f"search space: {key} is given a list, not a single value; the study tries the "
+                                  f"space's values for it, so give {key} one value (or none)")
+            raise ConfigError(f"search space: '{key}' is a group of settings, not a value")
         variants = specs if isinstance(specs, list) else [specs]
         if not variants:
             raise ConfigError(f"search space: {key} has no spec")

@@ -22,13 +22,16 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
 
 from conftest import compose_cfg, random_pairs, run_cli, tracking_overrides
 from siamese.bundle import ModelBundle
+from siamese.cli import compose_config
 from siamese.data import Preprocessor
 from siamese.errors import ConfigError, DataError, TrackingError, UserError
 from siamese.export import export
 from siamese.model import build_model
+from siamese.overrides import check_added_keys
 from siamese.predict import predict
 from siamese.registry import log_pyfunc
 from siamese.train import train
@@ -229,9 +232,12 @@ CONFIG_CASES = [
     ("data.preprocess=whiten", r"data.preprocess='whiten' is not one of \['none', 'standardize', 'l2'\]"),
     ("data.ignore=id", r"data.ignore must be a list of column names"),
     ("seed=1.5", r"seed must be an integer, got 1.5"),
-    ("model.width=[64,128]", r"model.width=\[64, 128\] must be a single value, not a list; to try several values, "
+    ("model.width=[64,128]", r"model.width=\[64,128\] must be a single value, not a list; to try several values, "
                              r"search them"),
-    ("training.epochs={a:1}", r"training.epochs must be a single value, not a mapping \{'a': 1\}"),
+    ("training.epochs={a:1}", r"training.epochs=\{a:1\} must be a single value, not a mapping; to try"),
+    ("training.early_stopping=5", r"training.early_stopping=5 must be a group of settings \(monitor, patience, "
+                                  r"restore_best\), not a value; set one of them, e.g. training.early_stopping.monitor="),
+    ("training.early_stopping=null", r"training.early_stopping=null must be a group of settings"),
 ]
 
 
@@ -493,25 +499,45 @@ def test_cli_keeps_hydras_quoting_hint_for_a_comma_in_a_path(store):
     assert "2. To use it as string, quote the value: key=\\'value1,value2\\'" in proc.stderr
 
 
-@pytest.mark.parametrize("module, override, meant", [
-    ("train", "+training.epoch=3", "training.epochs=3"),
-    ("report", "+report.byy=loss", "report.by=loss"),
-    ("tune", "+seeds=3", "seed=3"),
-], ids=["train", "report", "top level"])
-def test_cli_added_key_beside_one_spelled_alike_is_one_line_exit_2(store, module, override, meant):
+@pytest.mark.parametrize("module, override, beside, meant", [
+    ("train", "+training.epoch=3", "training.epochs", "training.epochs=3"),
+    ("report", "+report.byy=loss", "report.by", "report.by=loss"),
+    ("tune", "+seeds=3", "seed", "seed=3"),
+    ("report", "+reprot.by=loss", "report", "report.by=loss"),  # a misspelt parent
+    ("report", "+report.BY=loss", "report.by", "report.by=loss"),  # another case
+    ("report", "++report.byy=loss", "report.by", "report.by=loss"),  # '++' adds a key too
+    ("train", "+training.early_stopping.patince=3", "training.early_stopping.patience",
+     "training.early_stopping.patience=3"),
+], ids=["train", "report", "top level", "parent", "case", "plus plus", "nested"])
+def test_cli_added_key_beside_one_spelled_alike_is_one_line_exit_2(store, module, override, beside, meant):
     proc = run_cli(module, *tracking_overrides(store), override, timeout=120)
     assert proc.returncode == 2, proc.stderr
-    key = meant.partition("=")[0]
-    assert stderr_lines(proc) == [f"error: {override} adds a key that nothing reads, beside {key}; did you mean "
+    assert stderr_lines(proc) == [f"error: {override} adds a key that nothing reads, beside {beside}; did you mean "
                                   f"{meant} (without '+')?"]
     assert store_state(store) == {"runs": [], "versions": []}
 
 
-def test_cli_added_key_unlike_any_other_is_left_to_the_task(store):
-    # '+' adding a key with no near namesake is Hydra's to allow: report runs (on an empty store) as without it
-    proc = report_cli(store, "+report.note=hello")
+@pytest.mark.parametrize("override", [
+    "+report.note=hello",          # no near namesake: Hydra's to allow
+    "++data.n_train=600",          # a key another data config defines (digits'), next to data.train
+    "+data@x=csv",                 # Hydra's package syntax, not a key
+], ids=["no namesake", "another option's key", "package"])
+def test_cli_added_key_that_is_no_typo_is_left_to_the_task(store, override):
+    proc = report_cli(store, "data=mnist5k" if "n_train" in override else "seed=0", override)
     assert "adds a key that nothing reads" not in proc.stderr, proc.stderr
-    assert proc.returncode == report_cli(store).returncode
+
+
+def test_an_added_key_some_config_defines_is_never_refused():
+    # An older model config without head_depth (the code reads it with a default) gets it added: head_depth
+    # is as close to head_width as a typo would be (difflib 0.8), but conf/model/mlp.yaml defines it.
+    cfg = compose_config("train", ["model.distance=learned"])
+    OmegaConf.set_struct(cfg, False)
+    del cfg.model["head_depth"]
+    cfg.model["head_depth"] = 2
+    check_added_keys(cfg, ["+model.head_depth=2"])
+    cfg.model["head_dept"] = 2
+    with pytest.raises(ConfigError, match=r"beside model.head_depth; did you mean model.head_depth=2"):
+        check_added_keys(cfg, ["+model.head_dept=2"])
 
 
 def test_cli_unopenable_store_is_one_line(tmp_path):

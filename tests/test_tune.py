@@ -104,7 +104,7 @@ def test_nan_trial_is_failed_and_study_completes(study_cfg, store, capsys):
 
 @pytest.mark.parametrize("params, message", [
     ({"model.no_such": {"type": "choice", "values": [1]}}, "unknown config key 'model.no_such'"),
-    ({"model": {"type": "choice", "values": [1]}}, "is a config group"),
+    ({"model": {"type": "choice", "values": [1]}}, "is a group of settings, not a value"),
     ({"model.dropout": {"type": "float", "min": 0.5, "max": 0.1}}, "range [0.5, 0.1] is empty"),
     ({"model.width": {"type": "choice", "values": []}}, "non-empty 'values'"),
     ({"model.width": {"type": "choice", "values": ["wide"]}}, "takes int values"),
@@ -124,6 +124,14 @@ def test_space_errors_before_any_trial(study_cfg, store, params, message):
     assert message in str(err.value)
     client = MlflowClient(f"sqlite:///{store}/mlflow.db")
     assert client.get_experiment_by_name("digits") is None  # nothing ran
+
+
+def test_a_list_given_to_a_searched_key_is_named_before_any_trial(study_cfg, store):
+    with pytest.raises(ConfigError) as err:
+        tune(study_cfg("model.width=[64,128]"))
+    assert str(err.value) == ("search space: model.width is given a list, not a single value; the study tries the "
+                              "space's values for it, so give model.width one value (or none)")
+    assert MlflowClient(f"sqlite:///{store}/mlflow.db").get_experiment_by_name("digits") is None
 
 
 def test_default_spaces_parse(study_cfg):
