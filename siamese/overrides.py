@@ -78,7 +78,8 @@ def check_added_keys(cfg: DictConfig, overrides: list[str]) -> None:
             if not OmegaConf.is_dict(node):
                 break
             siblings = [str(k) for k in node.keys() if str(k) != part]
-            meant = _near(part, siblings)
+            # only a part no config defines can be a typo (an intermediate key like training.early_stopping is not)
+            meant = None if ".".join(parts[: i + 1]) in known else _near(part, siblings)
             if meant is not None and ".".join([*parts[:i], meant]) in known:  # not another added key
                 path = ".".join([*parts[:i], meant, *parts[i + 1:]])
                 raise ConfigError(f"{override.partition('=')[0]}={value} adds a key that nothing reads, beside "
