@@ -79,7 +79,7 @@ def run(quick: bool, store: Path) -> Result:
                         + " before any fixed cost; the wall time also pays the processes' start "
                         "(workers start while the chief runs its baselines) and the chief's finish (best model, "
                         "test scoring, figures) once, and the last trial may run alone.")
-    result.notes.append(bound_note({f"{b}-{w}": r for (b, w), r in out.items()}, os.cpu_count() or 1))
+    result.notes.append(bound_note(data, os.cpu_count() or 1))
     return result
 
 

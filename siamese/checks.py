@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -100,6 +100,18 @@ RULES: dict[str, Rule] = {
 _ABSENT = object()
 
 
+def _shown(value: Any, text: Callable[[Any], str] = str) -> str:
+    """A config value as the command line writes it: ``[64,128]``, ``{a:1}``, ``true``, ``null``, not
+    Python's ``True`` / ``None``; other scalars through ``text``."""
+    if OmegaConf.is_config(value):
+        value = OmegaConf.to_container(value)
+    if isinstance(value, list):
+        return "[" + ",".join(_shown(v, text) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{_shown(v, text)}" for k, v in value.items()) + "}"
+    return {True: "true", False: "false"}[value] if isinstance(value, bool) else "null" if value is None else text(value)
+
+
 def check_value(key: str, value: Any) -> None:
     """One value for one config key (keys without a rule take anything).
 
@@ -109,22 +121,10 @@ def check_value(key: str, value: Any) -> None:
     rule = RULES.get(key)
     if rule is None or rule.allows(value):
         return
-    # As the command line writes them: true / null, not Python's True / None.
-    shown = {True: "true", False: "false"}[value] if isinstance(value, bool) else "null" if value is None else repr(value)
+    shown = _shown(value, repr)  # 'l3' quoted, as the choices list shows it
     if rule.kind == "choice":
         raise ConfigError(f"{key}={shown} is not one of {list(rule.choices)}")
     raise ConfigError(f"{key}={shown} must be {rule.describe()}")
-
-
-def _shown(value: Any) -> str:
-    """A config value as the command line writes it: ``[64,128]``, ``{a:1}``, ``true``, ``null``."""
-    if OmegaConf.is_config(value):
-        value = OmegaConf.to_container(value)
-    if isinstance(value, list):
-        return "[" + ",".join(_shown(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ",".join(f"{k}:{_shown(v)}" for k, v in value.items()) + "}"
-    return {True: "true", False: "false"}[value] if isinstance(value, bool) else "null" if value is None else str(value)
 
 
 def check_config(cfg: DictConfig) -> None:

@@ -20,7 +20,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from siamese.errors import TrainingFailed, UserError, required_values
-from siamese.overrides import check_added_keys
+from siamese.overrides import check_added_keys, command_line
 from siamese.paths import config_dir
 from siamese.stops import Stopped, install_stop_handlers
 
@@ -145,9 +145,7 @@ def entry(task: Callable[[DictConfig], Any], config_name: str, **argv_rules: Any
     def task_function(cfg: DictConfig) -> Any:
         _release_stderr()
         try:
-            from hydra.core.hydra_config import HydraConfig
-
-            check_added_keys(cfg, list(HydraConfig.get().overrides.task))
+            check_added_keys(cfg, command_line())
             with required_values():  # a ``???`` value not given: one line naming the key
                 return task(cfg)
         except (UserError, TrainingFailed) as exc:  # one line; the traceback only with SIAMESE_DEBUG=1

@@ -54,6 +54,16 @@ def _near(name: str, siblings: list[str]) -> str | None:
     return close[0] if close else None
 
 
+def command_line() -> list[str]:
+    """The command line's config overrides when run by Hydra (none when called as a function)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return list(HydraConfig.get().overrides.task)
+    except (ImportError, ValueError):
+        return []
+
+
 def check_added_keys(cfg: DictConfig, overrides: list[str]) -> None:
     """Refuse a ``+``/``++`` override whose key no config defines and one of whose parts is spelled
     like the key beside it: ``+training.epoch=3`` (``training.epochs``), ``+trainng.epochs=3``
@@ -65,10 +75,9 @@ def check_added_keys(cfg: DictConfig, overrides: list[str]) -> None:
     Raises:
         ConfigError: naming the override and the key it most likely meant.
     """
-    known = known_paths()
-    for override in overrides:
-        if not override.startswith("+"):
-            continue
+    added = [o for o in overrides if o.startswith("+")]
+    known = known_paths() if added else frozenset()  # conf/ is read only when a key is added
+    for override in added:
         key, _, value = override.lstrip("+").partition("=")
         if "@" in key or "/" in key or key in known:  # a group's package or option: Hydra's syntax
             continue

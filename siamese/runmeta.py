@@ -17,6 +17,8 @@ import mlflow
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
+from siamese.overrides import command_line
+
 # Short names of the keys a space usually holds; any other key is shown by its last component.
 SHORT = {"model.distance": "dist", "loss.name": "loss", "model.dropout": "drop", "optimizer.name": "opt",
          "optimizer.learning_rate": "lr", "model.output_activation": "out", "training.batch_size": "bs",
@@ -76,16 +78,6 @@ def log_trial_params(trial_id: str, values: dict[str, Any]) -> None:
     mlflow.log_params({"trial_id": trial_id, **{k: str(_plain(v)) for k, v in values.items()}})
 
 
-def _overrides() -> list[str]:
-    """The command line's config overrides when run by Hydra (none when called as a function)."""
-    try:
-        from hydra.core.hydra_config import HydraConfig
-
-        return list(HydraConfig.get().overrides.task)
-    except (ImportError, ValueError):
-        return []
-
-
 IGNORED = ("tracking.", "hydra.", "run_name", "backend", "compilation_cache", "data.cache_dir", "training.verbose")
 
 
@@ -95,7 +87,7 @@ def train_name(cfg: DictConfig, run_id: str, overrides: list[str] | None = None)
     if cfg.get("run_name"):
         return str(cfg.run_name)
     parts = []
-    for item in _overrides() if overrides is None else overrides:
+    for item in command_line() if overrides is None else overrides:
         key, _, value = item.lstrip("+~").partition("=")
         if not key.startswith(IGNORED):
             parts.append(f"{SHORT.get(key, key.split('.')[-1])}={value.split('/')[-1]}")
