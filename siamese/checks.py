@@ -77,6 +77,7 @@ def _choice(values: Any, nullable: bool = False) -> Rule:
 
 BOOL = Rule("bool")
 RULES: dict[str, Rule] = {
+    "data.implied_pairs": Rule("float", 0.0),  # before training.implied_pairs, which takes its value
     "model.depth": _int(1), "model.width": _int(1), "model.head_width": _int(1),
     "model.embedding_dim": _int(1, nullable=True),
     "model.dropout": Rule("float", 0.0, 1.0, hi_open=True),

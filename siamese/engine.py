@@ -29,7 +29,7 @@ from siamese import feed, tracking
 from siamese.bundle import ModelBundle
 from siamese.checks import MONITORS, check_config
 from siamese.data import Dataset, load_dataset
-from siamese.data.implied import implied_pairs
+from siamese.data.implied import implied_note, implied_pairs
 from siamese.errors import ConfigError, TrainingFailed
 from siamese.figures import FigureJob, Figures
 from siamese.losses import fixed_rule
@@ -270,11 +270,14 @@ def prepare(cfg: DictConfig) -> tuple[RunSpec, tracking.Tracker, Dataset]:
     """Everything that must pass before a run is opened: the config, the tracking store, the data.
 
     Prints the data's notes once: the columns taken as left, right and label, columns dropped,
-    and a leakage warning.
+    a leakage warning, and how many pairs ``training.implied_pairs`` adds.
     """
     spec = RunSpec.of(cfg)
     tracker = tracking.Tracker(cfg.tracking)
     data = load_dataset(cfg.data, spec.seed)
+    mined = implied_note(data.train, float(cfg.training.get("implied_pairs") or 0.0))
+    if mined:
+        data.notes.append(mined)
     for note in data.notes:
         print(note, flush=True)
     return spec, tracker, data

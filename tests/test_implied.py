@@ -7,6 +7,7 @@ against the truth the given labels only partly show.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -145,3 +146,66 @@ def test_a_train_run_records_how_many_pairs_were_mined(make_cfg, store):
     (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert run.data.metrics["implied_pairs_mined"] == metrics["implied_pairs_mined"]
     assert run.data.params["training.implied_pairs"] == "1"
+
+
+@pytest.mark.parametrize("data, ratio", [("digits", 4), ("mnist5k", 10), ("mrpc-minilm", 0),
+                                         ("csv data.train=a.csv data.test=b.csv", 4)])
+def test_the_ratio_is_the_data_configs_and_the_command_line_wins(make_cfg, data, ratio):
+    """``training.implied_pairs`` defaults to ``data.implied_pairs`` (what each data set's benchmark
+    chose); a command-line value, for either key, wins."""
+    first, *rest = data.split()
+    assert make_cfg(f"data={first}", *rest).training.implied_pairs == ratio
+    assert make_cfg(f"data={first}", *rest, "data.implied_pairs=2").training.implied_pairs == 2
+    assert make_cfg(f"data={first}", *rest, "training.implied_pairs=0").training.implied_pairs == 0
+
+
+@pytest.mark.parametrize("preset", ["question", "question_fix"])
+def test_the_questions_script_trains_on_the_files_pairs_only(make_cfg, preset):
+    assert make_cfg(f"experiment={preset}").training.implied_pairs == 0
+
+
+def test_a_bad_data_ratio_is_named_as_the_data_key(make_cfg):
+    with pytest.raises(ConfigError, match=r"^data\.implied_pairs=-1 "):
+        RunSpec.of(make_cfg("data.implied_pairs=-1"))
+
+
+def test_a_run_says_how_many_pairs_the_labels_imply(make_cfg, store, capsys, tmp_path):
+    """The start of a run: on digits (images repeat) how many pairs the labels imply and how many a run
+    adds, also in columns.json; on a table with no vector in two pairs, that none is added."""
+    import json
+
+    from mlflow.tracking import MlflowClient
+
+    from siamese.data import load_dataset
+    from siamese.train import train
+
+    cfg = make_cfg("training.epochs=1")
+    assert cfg.training.implied_pairs == 4  # digits' own default
+    train(cfg)
+    data = load_dataset(cfg.data, int(cfg.seed))
+    new = sum(closure(data.train).counts()) - len(data.train)  # every given pair is implied too
+    same, diff = closure(data.train).counts()
+    given_same = int(data.train.y.sum())  # the quota: half each class, none beyond what the closure adds
+    n_same = min(2 * len(data.train), same - given_same)
+    added = n_same + min(4 * len(data.train) - n_same, diff - (len(data.train) - given_same))
+    line = (f"training.implied_pairs=4: vectors repeat across the {len(data.train):,} training pairs, so their "
+            f"labels imply {new:,} more; each run adds up to {added:,} of them")
+    assert line in capsys.readouterr().out
+    client = MlflowClient(f"sqlite:///{store}/mlflow.db")
+    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    notes = json.loads(open(client.download_artifacts(run.info.run_id, "columns.json", str(tmp_path))).read())["notes"]
+    assert any(n.startswith(line) for n in notes)
+    assert 0 < run.data.metrics["implied_pairs_mined"] <= added  # fewer when fresh pairs are rare
+
+    items = np.random.default_rng(0).normal(size=(400, 6)).astype(np.float32)  # 200 pairs, no vector twice
+    frame = pd.DataFrame(np.hstack([items[:200], items[200:]]), columns=[f"v{i}" for i in range(12)])
+    frame["class"] = np.arange(200) % 2
+    frame.iloc[:160].to_csv(tmp_path / "train.csv", index=False)
+    frame.iloc[160:].to_csv(tmp_path / "test.csv", index=False)
+    cfg = make_cfg("data=csv", f"data.train={tmp_path / 'train.csv'}", f"data.test={tmp_path / 'test.csv'}",
+                   "data.name=norepeat")
+    from siamese.engine import prepare
+
+    prepare(cfg)
+    assert ("training.implied_pairs=4: the training labels imply no pair beyond the given ones, so none is "
+            "added") in capsys.readouterr().out

@@ -88,6 +88,17 @@ def _vectors(pairs: PairSet, c: Closure, items: np.ndarray) -> np.ndarray:
     return out
 
 
+def _quota(c: Closure, pairs: PairSet, want: int) -> tuple[int, int]:
+    """(same, different) pairs to mine of ``want``: half each, none beyond what the closure adds."""
+    # No more of a class than the closure adds beyond the given rows: on a table whose items do not
+    # repeat it adds nothing, and mining would only repeat given pairs (and tilt the class balance).
+    implied_same, implied_diff = c.counts()
+    given_same = int(np.sum(pairs.y == 1))
+    new_same, new_diff = max(implied_same - given_same, 0), max(implied_diff - (len(pairs) - given_same), 0)
+    n_same = min(want // 2 if new_diff else want, new_same)
+    return n_same, min(want - n_same, new_diff)
+
+
 def implied_pairs(pairs: PairSet, ratio: float, seed: int) -> PairSet:
     """``ratio × len(pairs)`` pairs sampled from the closure of the labels, half same, half different.
 
@@ -128,13 +139,7 @@ def implied_pairs(pairs: PairSet, ratio: float, seed: int) -> PairSet:
         r = (rng.random(len(items)) * (sizes[g] - 1)).astype(np.int64)
         return members[starts[g] + r + (r >= rank[items])]
 
-    # No more of a class than the closure adds beyond the given rows: on a table whose items do not
-    # repeat it adds nothing, and mining would only repeat given pairs (and tilt the class balance).
-    implied_same, implied_diff = c.counts()
-    given_same = int(np.sum(pairs.y == 1))
-    new_same, new_diff = max(implied_same - given_same, 0), max(implied_diff - (len(pairs) - given_same), 0)
-    n_same = min(want // 2 if new_diff else want, new_same)
-    n_diff = min(want - n_same, new_diff)
+    n_same, n_diff = _quota(c, pairs, want)
     given = _keys(c.given[:, 0], c.given[:, 1], len(c.group))
 
     def fresh(draw: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -183,3 +188,28 @@ def implied_pairs(pairs: PairSet, ratio: float, seed: int) -> PairSet:
     flip = rng.random(len(a)) < 0.5  # the anchor on either side
     a, b = np.where(flip, b, a), np.where(flip, a, b)
     return PairSet(_vectors(pairs, c, a), _vectors(pairs, c, b), np.concatenate(y).astype(pairs.y.dtype))
+
+
+def implied_note(pairs: PairSet, ratio: float) -> str | None:
+    """One line for a run's start: how many pairs the training labels imply and how many a run adds.
+
+    Args:
+        pairs: the labelled training pairs.
+        ratio: ``training.implied_pairs`` (0: no line).
+
+    Returns:
+        The line, or None when ``ratio`` is 0.
+    """
+    if not ratio:
+        return None
+    c = closure(pairs)
+    implied_same, implied_diff = c.counts()
+    new = max(implied_same + implied_diff - len(pairs), 0)
+    off = "training.implied_pairs=0 turns it off"
+    if not new:
+        return (f"training.implied_pairs={ratio:g}: the training labels imply no pair beyond the given ones, so "
+                f"none is added (it takes vectors that repeat across pairs)")
+    added = sum(_quota(c, pairs, int(round(ratio * len(pairs)))))
+    return (f"training.implied_pairs={ratio:g}: vectors repeat across the {len(pairs):,} training pairs, so their "
+            f"labels imply {new:,} more; each run adds up to {added:,} of them, an epoch up to "
+            f"{(len(pairs) + added) / len(pairs):.1f}× as long ({off}; validation and test stay as given)")
