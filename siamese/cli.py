@@ -59,12 +59,16 @@ def _hydra_message(report: str) -> str:
 
 def did_you_mean(message: str, config_name: str) -> str:
     """A hint for an override of a key the config lacks (``model.distnce=l1``): the closest existing
-    key at that level, e.g. `` (did you mean 'model.distance'?)``; empty when nothing is close."""
+    key at that level, e.g. `` (did you mean 'model.distance'?)``; for ``+key=…`` of a key that exists,
+    to drop the ``+``; empty when nothing is close."""
     import difflib
     import re
 
     from omegaconf import OmegaConf
 
+    taken = re.search(r"An item is already at '([^']+)'", message)  # +key=value for a key that exists
+    if taken:
+        return f" ({taken.group(1)} is already a setting: give it without the '+', {taken.group(1)}=…)"
     override, key = re.search(r"Could not override '([^']+)'", message), re.search(r"Key '([^']+)' is not in struct", message)
     if not (override and key):
         return ""

@@ -23,7 +23,7 @@ import mlflow
 import numpy as np
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from siamese import feed, tracking
 from siamese.bundle import ModelBundle
@@ -185,7 +185,7 @@ def fit(spec: RunSpec, data: Dataset, callbacks: list[keras.callbacks.Callback] 
     train, mined = data.train, None
     ratio = float(cfg.training.get("implied_pairs") or 0.0)
     if ratio:  # the training labels' closure adds pairs (siamese.data.implied); validation stays as it is
-        mined = implied_pairs(train, ratio, spec.seed)
+        mined = implied_pairs(train, ratio, spec.seed, exclude=(data.val, data.test))
         train = train.concat(mined)
     inputs = feed.fit_inputs(cfg.training.feed, train, int(cfg.training.batch_size), spec.seed,
                              bool(cfg.training.swap_augment))
@@ -275,7 +275,8 @@ def prepare(cfg: DictConfig) -> tuple[RunSpec, tracking.Tracker, Dataset]:
     spec = RunSpec.of(cfg)
     tracker = tracking.Tracker(cfg.tracking)
     data = load_dataset(cfg.data, spec.seed)
-    mined = implied_note(data.train, float(cfg.training.get("implied_pairs") or 0.0))
+    searched = "training.implied_pairs" in (OmegaConf.select(cfg, "search.params") or {})
+    mined = implied_note(data.train, float(cfg.training.get("implied_pairs") or 0.0), searched)
     if mined:
         data.notes.append(mined)
     for note in data.notes:

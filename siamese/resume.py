@@ -29,7 +29,9 @@ if TYPE_CHECKING:  # siamese.study imports keras-tuner and TensorFlow; this modu
 STATE_FILE, LOCK_FILE = "study.json", "study.lock"
 RESUME_MODES = ("auto", "force")
 # Keys that say where things are or how fast they run, not what a trial is.
-NOT_FIXED = {"data": {"train", "test", "cache_dir", "root_dir", "missing_hint"},
+# data.implied_pairs only feeds training.implied_pairs (compared, or searched): comparing it too would
+# refuse a study made before the key existed, or one whose space searches the training key.
+NOT_FIXED = {"data": {"train", "test", "cache_dir", "root_dir", "missing_hint", "implied_pairs"},
              "training": {"verbose", "feed", "jit_compile", "steps_per_execution"},
              "tuner": {"max_trials", "verbose", "max_consecutive_failures"}}
 FIXED_GROUPS = ("data", "model", "loss", "optimizer", "training", "tuner")

@@ -25,7 +25,7 @@ import keras_tuner as kt
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from siamese.checks import MARGIN_LOSSES, check_value
+from siamese.checks import MARGIN_LOSSES, RULES, check_value
 from siamese.errors import ConfigError
 from siamese.metrics import choose_thresholds, evaluate
 
@@ -55,10 +55,17 @@ def _expected_type(value: Any) -> type | None:
     return None
 
 
+def _type_of(key: str, current: Any) -> type | None:
+    """The key's type: its rule's for a number key, else its current value's. A float key whose value
+    is now a whole number (4 from a data config) still takes a float range."""
+    rule = RULES.get(key)
+    return float if rule is not None and rule.kind == "float" else _expected_type(current)
+
+
 def _check_value(key: str, value: Any, current: Any) -> None:
-    """A value must fit the config key's current type (ints may stand in for floats; None-valued keys
-    take anything) and be one the key allows (:func:`siamese.checks.check_value`)."""
-    want = _expected_type(current)
+    """A value must fit the config key's type (its rule's, else its current value's; ints may stand in
+    for floats; None-valued keys take anything) and be one the key allows (:func:`siamese.checks.check_value`)."""
+    want = _type_of(key, current)
     got = _expected_type(value)
     if want is not None and value is not None and not (want is float and got is int) and want is not got:
         raise ConfigError(f"search space: {key} takes {want.__name__} values (now {current!r}), got {value!r}")
@@ -101,7 +108,7 @@ def _check_spec(key: str, spec: dict[str, Any], current: Any) -> None:
             raise ConfigError(f"search space: {key} log sampling needs min > 0, got {lo}")
         _check_value(key, lo, current)
         _check_value(key, hi, current)
-        if kind == "float" and isinstance(current, int) and not isinstance(current, bool):
+        if kind == "float" and _type_of(key, current) is int:
             raise ConfigError(f"search space: {key} takes int values (now {current!r}); use type int")
     elif kind == "bool":
         _check_value(key, True, current)

@@ -517,6 +517,15 @@ def test_cli_added_key_beside_one_spelled_alike_is_one_line_exit_2(store, module
     assert store_state(store) == {"runs": [], "versions": []}
 
 
+@pytest.mark.parametrize("module, key", [("train", "data.implied_pairs"), ("tune", "training.epochs")])
+def test_cli_plus_on_a_key_that_exists_says_to_drop_the_plus(store, module, key):
+    proc = run_cli(module, *tracking_overrides(store), f"+{key}=3", timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert stderr_lines(proc) == [f"error: Could not append to config. An item is already at '{key}'. ({key} is "
+                                  f"already a setting: give it without the '+', {key}=…)"]
+    assert store_state(store) == {"runs": [], "versions": []}
+
+
 @pytest.mark.parametrize("override", [
     "+report.note=hello",          # no near namesake: Hydra's to allow
     "++data.n_train=600",          # a key another data config defines (digits'), next to data.train

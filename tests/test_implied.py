@@ -57,6 +57,81 @@ def test_every_implied_pair_carries_the_true_label(n_items, n_pairs, n_classes, 
     assert len(set(mined_keys)) == len(mined_keys), "a mined pair is drawn twice"
 
 
+def brute_force_new_pairs(ga: np.ndarray, gb: np.ndarray, y: np.ndarray) -> tuple[set, set]:
+    """The (same, different) item pairs the labels imply beyond the given ones, by enumeration: groups
+    by union-find over "same", a group holding a "different" pair contradicts itself and implies nothing."""
+    parent = {i: i for i in set(ga) | set(gb)}
+
+    def root(i):
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    for a, b, t in zip(ga, gb, y):
+        if t == 1:
+            parent[root(a)] = root(b)
+    groups: dict[int, set] = {}
+    for i in parent:
+        groups.setdefault(root(i), set()).add(i)
+    bad = {root(a) for a, b, t in zip(ga, gb, y) if t != 1 and root(a) == root(b)}
+    same = {(x, z) for g, m in groups.items() if g not in bad for x in m for z in m if x < z}
+    differ = {frozenset((root(a), root(b))) for a, b, t in zip(ga, gb, y)
+              if t != 1 and root(a) != root(b) and root(a) not in bad and root(b) not in bad}
+    diff = {(min(x, z), max(x, z)) for pair in differ for g, h in [tuple(pair)] for x in groups[g] for z in groups[h]}
+    given = {(min(a, b), max(a, b)) for a, b in zip(ga, gb)}
+    return same - given, diff - given
+
+
+@settings(max_examples=60, deadline=None)
+@given(n_items=st.integers(2, 30), n_pairs=st.integers(1, 80), n_classes=st.integers(1, 5),
+       seed=st.integers(0, 2**16), noise=st.sampled_from([0.0, 0.02, 0.2]))
+def test_the_counts_and_the_quota_match_an_enumeration_even_with_contradicting_labels(n_items, n_pairs,
+                                                                                      n_classes, seed, noise):
+    """``new_counts`` is the number of pairs the labels imply beyond the given ones (rows that repeat a
+    pair count once; a contradictory group takes nothing away from the rest); mining finds pairs
+    exactly when there are some, and the run's first line says none exactly when none is mined."""
+    from siamese.data.implied import implied_note
+
+    items, _, pairs = labelled_items(n_items, n_pairs, n_classes, seed)
+    flip = np.random.default_rng(seed).random(n_pairs) < noise  # label noise: contradictions
+    pairs = PairSet(pairs.left, pairs.right, np.where(flip, 1 - pairs.y, pairs.y).astype(np.float32))
+    ga, gb = item_of(items, pairs.left), item_of(items, pairs.right)
+    same, diff = brute_force_new_pairs(ga, gb, pairs.y)
+    assert closure(pairs).new_counts(pairs.y) == (len(same), len(diff))
+    mined = implied_pairs(pairs, 3.0, seed)
+    a, b = item_of(items, mined.left), item_of(items, mined.right)
+    keys = {(min(x, z), max(x, z), int(t)) for x, z, t in zip(a, b, mined.y)}
+    assert keys <= {(*k, 1) for k in same} | {(*k, 0) for k in diff}, "a mined pair the labels do not imply"
+    assert (len(mined) > 0) == bool(same or diff)
+    assert ("none is added" in implied_note(pairs, 3.0)) == (len(mined) == 0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(n_items=st.integers(4, 30), n_pairs=st.integers(4, 120), seed=st.integers(0, 2**16))
+def test_no_validation_or_test_pair_is_mined(n_items, n_pairs, seed):
+    """Validation and test pairs drawn from the training items (a random split, or files from one pool)
+    are often implied by the training labels: none of them is ever mined."""
+    items, _, pairs = labelled_items(n_items, n_pairs, 3, seed)
+    cut = np.random.default_rng(seed).permutation(n_pairs)
+    train, held = cut[: n_pairs // 2], cut[n_pairs // 2 :]
+    part = lambda rows: PairSet(pairs.left[rows], pairs.right[rows], pairs.y[rows])  # noqa: E731
+    held_out = part(held)
+    mined = implied_pairs(part(train), 10.0, seed, exclude=(held_out, held_out))
+    a, b = item_of(items, mined.left), item_of(items, mined.right)
+    ha, hb = item_of(items, held_out.left), item_of(items, held_out.right)
+    assert not {(min(x, z), max(x, z)) for x, z in zip(a, b)} & {(min(x, z), max(x, z)) for x, z in zip(ha, hb)}
+
+
+def test_a_contradiction_in_one_group_leaves_the_others_to_mine():
+    """One flipped label (a~b, b~c, a!~c) spoils its own group only: the chain d~e~f still implies d~f."""
+    v = np.eye(6, dtype=np.float32)
+    rows = [(0, 1, 1), (1, 2, 1), (0, 2, 0), (3, 4, 1), (4, 5, 1), (0, 3, 0)]
+    pairs = PairSet(v[[r[0] for r in rows]], v[[r[1] for r in rows]], np.array([r[2] for r in rows], np.float32))
+    assert closure(pairs).new_counts(pairs.y) == (1, 0)
+    mined = implied_pairs(pairs, 4, seed=0)
+    assert [(int(np.argmax(x)), int(np.argmax(z))) for x, z in zip(mined.left, mined.right)] in ([(3, 5)], [(5, 3)])
+
+
 def test_chains_are_followed_and_each_class_is_capped_at_what_the_closure_adds():
     # Two chains a1~a2~…~a6 and b1~…~b6 (5 given "same" each), one given "different": a1!~b1.
     v = np.eye(12, dtype=np.float32)
@@ -183,13 +258,13 @@ def test_a_run_says_how_many_pairs_the_labels_imply(make_cfg, store, capsys, tmp
     assert cfg.training.implied_pairs == 4  # digits' own default
     train(cfg)
     data = load_dataset(cfg.data, int(cfg.seed))
-    new = sum(closure(data.train).counts()) - len(data.train)  # every given pair is implied too
-    same, diff = closure(data.train).counts()
-    given_same = int(data.train.y.sum())  # the quota: half each class, none beyond what the closure adds
-    n_same = min(2 * len(data.train), same - given_same)
-    added = n_same + min(4 * len(data.train) - n_same, diff - (len(data.train) - given_same))
+    same, diff = closure(data.train).new_counts(data.train.y)
+    n_same = min(2 * len(data.train), same)  # the quota: half each class, none beyond what the closure adds
+    n_diff = min(4 * len(data.train) - n_same, diff)
     line = (f"training.implied_pairs=4: vectors repeat across the {len(data.train):,} training pairs, so their "
-            f"labels imply {new:,} more; each run adds up to {added:,} of them")
+            f"labels imply {same:,} more same and {diff:,} more different pairs; each run adds up to "
+            f"{n_same + n_diff:,} of them ({n_same:,} same, {n_diff:,} different)")
+    added = n_same + n_diff
     assert line in capsys.readouterr().out
     client = MlflowClient(f"sqlite:///{store}/mlflow.db")
     (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
@@ -209,3 +284,27 @@ def test_a_run_says_how_many_pairs_the_labels_imply(make_cfg, store, capsys, tmp
     prepare(cfg)
     assert ("training.implied_pairs=4: the training labels imply no pair beyond the given ones, so none is "
             "added") in capsys.readouterr().out
+
+    prepare(make_cfg("search=wide", config="tune"))  # the space searches the ratio: no one ratio is named
+    out = capsys.readouterr().out
+    assert "training.implied_pairs is searched: vectors repeat across the" in out
+    assert "each trial adds its own ratio of them per given pair" in out and "training.implied_pairs=4" not in out
+
+
+def test_a_study_made_before_data_implied_pairs_resumes_with_the_ratio_it_ran(make_cfg):
+    """A study recorded before ``data.implied_pairs`` existed ran with ``training.implied_pairs=0.0``:
+    that value resumes it (the data key only feeds the training key, so it is not compared); another
+    ratio is a change, named."""
+    from siamese.resume import changes, fixed_settings
+
+    old = fixed_settings(make_cfg("training.implied_pairs=0", config="tune"), set())
+    assert "data.implied_pairs" not in old and old["training.implied_pairs"] == "0"
+    old["training.implied_pairs"] = "0.0"  # as the older code recorded it
+    state = {"space_hash": "h", "fixed": old}
+    now = fixed_settings(make_cfg("training.implied_pairs=0", config="tune"), set())
+    assert changes(state, "h", {}, now) == []
+    moved = changes(state, "h", {}, fixed_settings(make_cfg(config="tune"), set()))
+    assert moved == ["training.implied_pairs=0.0 → 4"]
+    searched = fixed_settings(make_cfg("search=wide", config="tune"), {"training.implied_pairs"})
+    assert not any("implied_pairs" in k for k in searched)  # searched: neither key is a fixed setting
+

@@ -129,7 +129,8 @@ def test_implied_pairs_takes_a_float_range_and_integer_choices(make_cfg):
     """``training.implied_pairs`` is a number ≥ 0: a float range and whole-number choices both parse."""
     from siamese.search import parse_space
 
-    cfg = make_cfg(config="tune")
-    for spec in ({"type": "float", "min": 0.0, "max": 2.0}, {"type": "choice", "values": [0, 2, 4]}):
-        (param,) = parse_space({"training.implied_pairs": spec}, cfg)
-        assert param.key == "training.implied_pairs"
+    for current in ("data.implied_pairs=4", "data.implied_pairs=0.5"):  # now a whole number, or not
+        cfg = make_cfg(current, config="tune")
+        for spec in ({"type": "float", "min": 0.0, "max": 2.0}, {"type": "choice", "values": [0, 2, 4]}):
+            (param,) = parse_space({"training.implied_pairs": spec}, cfg)
+            assert param.key == "training.implied_pairs"

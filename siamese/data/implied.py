@@ -15,7 +15,7 @@ it yields no implied pairs.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -47,6 +47,22 @@ class Closure:
         ok = ~self.bad
         same = int(np.sum((sizes * (sizes - 1) // 2)[ok]))
         return same, int(np.sum(sizes[self.differ[:, 0]] * sizes[self.differ[:, 1]]))
+
+    def new_counts(self, y: np.ndarray) -> tuple[int, int]:
+        """(same, different) pairs the closure implies beyond the given ones (``y``: their labels).
+
+        A given pair counts once however often its row repeats, and only where :meth:`counts` counts
+        it: a pair inside a contradictory group, or of one item with itself, takes nothing away.
+        """
+        a, b = self.given[:, 0], self.given[:, 1]
+        ga, gb = self.group[a], self.group[b]
+        n = len(self.group)
+        same_rows = (y == 1) & (a != b) & ~self.bad[ga]
+        diff_rows = (y != 1) & (ga != gb) & ~self.bad[ga] & ~self.bad[gb]
+        given_same = len(np.unique(_keys(a[same_rows], b[same_rows], n)))
+        given_diff = len(np.unique(_keys(a[diff_rows], b[diff_rows], n)))
+        implied_same, implied_diff = self.counts()
+        return max(implied_same - given_same, 0), max(implied_diff - given_diff, 0)
 
 
 def closure(pairs: PairSet) -> Closure:
@@ -92,17 +108,27 @@ def _quota(c: Closure, pairs: PairSet, want: int) -> tuple[int, int]:
     """(same, different) pairs to mine of ``want``: half each, none beyond what the closure adds."""
     # No more of a class than the closure adds beyond the given rows: on a table whose items do not
     # repeat it adds nothing, and mining would only repeat given pairs (and tilt the class balance).
-    implied_same, implied_diff = c.counts()
-    given_same = int(np.sum(pairs.y == 1))
-    new_same, new_diff = max(implied_same - given_same, 0), max(implied_diff - (len(pairs) - given_same), 0)
+    new_same, new_diff = c.new_counts(pairs.y)
     n_same = min(want // 2 if new_diff else want, new_same)
     return n_same, min(want - n_same, new_diff)
 
 
-def implied_pairs(pairs: PairSet, ratio: float, seed: int) -> PairSet:
+def _excluded(pairs: PairSet, exclude: Sequence[PairSet]) -> np.ndarray:
+    """The keys (:func:`_keys`, training item ids) of the pairs of ``exclude`` whose both vectors are
+    training vectors; ids come out as :func:`closure` numbers them (training sides first)."""
+    if not exclude:
+        return np.zeros(0, np.int64)
+    ids = vector_ids(pairs.left, pairs.right, *(side for e in exclude for side in (e.left, e.right)))
+    n = int(max(ids[0].max(initial=-1), ids[1].max(initial=-1))) + 1
+    a, b = np.concatenate(ids[2::2]), np.concatenate(ids[3::2])
+    inside = (a < n) & (b < n)
+    return _keys(a[inside], b[inside], n)
+
+
+def implied_pairs(pairs: PairSet, ratio: float, seed: int, exclude: Sequence[PairSet] = ()) -> PairSet:
     """``ratio × len(pairs)`` pairs sampled from the closure of the labels, half same, half different.
 
-    No mined pair repeats a given row or another mined pair (in either order). Same pairs: an anchor
+    No mined pair repeats a given row, a pair of ``exclude`` or another mined pair (in either order). Same pairs: an anchor
     item drawn uniformly from the items of consistent groups of two or more, and another item of its
     group. Different pairs: an anchor drawn uniformly from the items of groups known to differ from
     another group, and an item of one such group (drawn uniformly among them). A class gets at most
@@ -113,6 +139,8 @@ def implied_pairs(pairs: PairSet, ratio: float, seed: int) -> PairSet:
         pairs: the labelled training pairs, (n, d) a side.
         ratio: mined pairs per given pair (0: none).
         seed: the sampling seed.
+        exclude: pairs never to mine (validation and test: where they share vectors with training,
+            their own pairs are often implied, and mining them would train on them).
 
     Returns:
         The mined pairs, float32 (k, d) a side, k ≤ round(ratio · n); labels 1.0 / 0.0.
@@ -140,7 +168,7 @@ def implied_pairs(pairs: PairSet, ratio: float, seed: int) -> PairSet:
         return members[starts[g] + r + (r >= rank[items])]
 
     n_same, n_diff = _quota(c, pairs, want)
-    given = _keys(c.given[:, 0], c.given[:, 1], len(c.group))
+    given = np.concatenate([_keys(c.given[:, 0], c.given[:, 1], len(c.group)), _excluded(pairs, exclude)])
 
     def fresh(draw: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Up to ``n`` distinct (anchor, other) item pairs from ``draw(k)``, none equal to a given row:
@@ -190,26 +218,33 @@ def implied_pairs(pairs: PairSet, ratio: float, seed: int) -> PairSet:
     return PairSet(_vectors(pairs, c, a), _vectors(pairs, c, b), np.concatenate(y).astype(pairs.y.dtype))
 
 
-def implied_note(pairs: PairSet, ratio: float) -> str | None:
+def implied_note(pairs: PairSet, ratio: float, searched: bool = False) -> str | None:
     """One line for a run's start: how many pairs the training labels imply and how many a run adds.
 
     Args:
         pairs: the labelled training pairs.
-        ratio: ``training.implied_pairs`` (0: no line).
+        ratio: ``training.implied_pairs`` (0: no line, unless searched).
+        searched: the study's space searches ``training.implied_pairs`` (each trial mines its own).
 
     Returns:
-        The line, or None when ``ratio`` is 0.
+        The line, or None when ``ratio`` is 0 and not searched.
     """
-    if not ratio:
+    if not ratio and not searched:
         return None
     c = closure(pairs)
-    implied_same, implied_diff = c.counts()
-    new = max(implied_same + implied_diff - len(pairs), 0)
-    off = "training.implied_pairs=0 turns it off"
-    if not new:
-        return (f"training.implied_pairs={ratio:g}: the training labels imply no pair beyond the given ones, so "
-                f"none is added (it takes vectors that repeat across pairs)")
-    added = sum(_quota(c, pairs, int(round(ratio * len(pairs)))))
-    return (f"training.implied_pairs={ratio:g}: vectors repeat across the {len(pairs):,} training pairs, so their "
-            f"labels imply {new:,} more; each run adds up to {added:,} of them, an epoch up to "
-            f"{(len(pairs) + added) / len(pairs):.1f}× as long ({off}; validation and test stay as given)")
+    new_same, new_diff = c.new_counts(pairs.y)
+    bad = int(c.bad.sum())
+    contradict = (f"; {bad} group(s) of vectors joined by 'same' hold a 'different' pair, and a group whose labels "
+                  f"contradict themselves implies nothing" if bad else "")
+    head = "training.implied_pairs is searched" if searched else f"training.implied_pairs={ratio:g}"
+    if not new_same + new_diff:
+        return (f"{head}: the training labels imply no pair beyond the given ones, so none is added (it takes "
+                f"vectors that repeat across pairs{contradict})")
+    implied = (f"vectors repeat across the {len(pairs):,} training pairs, so their labels imply {new_same:,} more "
+               f"same and {new_diff:,} more different pairs{contradict}")
+    if searched:
+        return f"{head}: {implied}; each trial adds its own ratio of them per given pair"
+    n_same, n_diff = _quota(c, pairs, int(round(ratio * len(pairs))))
+    return (f"{head}: {implied}; each run adds up to {n_same + n_diff:,} of them ({n_same:,} same, {n_diff:,} "
+            f"different), an epoch up to {(len(pairs) + n_same + n_diff) / len(pairs):.1f}× as long "
+            f"(training.implied_pairs=0 turns it off; no validation or test pair is mined)")
