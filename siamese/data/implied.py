@@ -128,12 +128,14 @@ def _excluded(pairs: PairSet, exclude: Sequence[PairSet]) -> np.ndarray:
 def implied_pairs(pairs: PairSet, ratio: float, seed: int, exclude: Sequence[PairSet] = ()) -> PairSet:
     """``ratio × len(pairs)`` pairs sampled from the closure of the labels, half same, half different.
 
-    No mined pair repeats a given row, a pair of ``exclude`` or another mined pair (in either order). Same pairs: an anchor
-    item drawn uniformly from the items of consistent groups of two or more, and another item of its
-    group. Different pairs: an anchor drawn uniformly from the items of groups known to differ from
-    another group, and an item of one such group (drawn uniformly among them). A class gets at most
-    as many pairs as the closure implies beyond the given rows (none on a table whose items do not
-    repeat); a class with nothing to add leaves its share to the other.
+    No mined pair repeats a given row, a pair of ``exclude`` or another mined pair (in either order).
+    Same pairs: an anchor item drawn uniformly from the items of consistent groups of two or more, and
+    another item of its group. Different pairs: an anchor drawn uniformly from the items of groups
+    known to differ from another group, and an item of one such group (drawn uniformly among them).
+    Where a class's share is half or more of what the closure adds to it, its pairs are drawn
+    uniformly from the list of them instead, so the share is met whenever the closure holds it. A
+    class gets at most as many pairs as the closure implies beyond the given rows (none on a table
+    whose items do not repeat); a class with nothing to add leaves its share to the other.
 
     Args:
         pairs: the labelled training pairs, (n, d) a side.
@@ -187,6 +189,17 @@ def implied_pairs(pairs: PairSet, ratio: float, seed: int, exclude: Sequence[Pai
                 break
         return np.concatenate(got_a)[:n], np.concatenate(got_b)[:n]
 
+    def listed(pairs_of: list[tuple[np.ndarray, np.ndarray]], n: int) -> tuple[np.ndarray, np.ndarray]:
+        """``n`` of the listed (item, item) pairs, none given, uniformly without replacement."""
+        a = np.concatenate([p[0] for p in pairs_of]) if pairs_of else np.zeros(0, np.int64)
+        b = np.concatenate([p[1] for p in pairs_of]) if pairs_of else np.zeros(0, np.int64)
+        keys = _keys(a, b, len(c.group))
+        _, first = np.unique(keys, return_index=True)
+        first = first[~np.isin(keys[first], given)]
+        chosen = first[rng.permutation(len(first))[:n]]
+        return a[chosen], b[chosen]
+
+    new_same, new_diff = c.new_counts(pairs.y)
     left, right, y = [], [], []
     anchors = np.flatnonzero((sizes[c.group] >= 2) & ~c.bad[c.group])
     if len(anchors) and n_same:
@@ -194,7 +207,14 @@ def implied_pairs(pairs: PairSet, ratio: float, seed: int, exclude: Sequence[Pai
             a = rng.choice(anchors, k)
             return a, partner(a)
 
-        a, b = fresh(same, n_same)
+        # Half or more of what the closure adds: drawing at random would mostly hit pairs already taken
+        # (and stop short of n at a count that varies with the seed), so the pairs are listed instead;
+        # there are at most 2n + given of them.
+        if 2 * n_same >= new_same:
+            groups = [members[starts[g]:starts[g + 1]] for g in np.flatnonzero((sizes >= 2) & ~c.bad)]
+            a, b = listed([(m[i], m[j]) for m in groups for i, j in [np.triu_indices(len(m), 1)]], n_same)
+        else:
+            a, b = fresh(same, n_same)
         left.append(a), right.append(b), y.append(np.ones(len(a), np.float32))
     if n_diff:
         edges = np.concatenate([c.differ, c.differ[:, ::-1]])  # either group may hold the anchor
@@ -208,7 +228,12 @@ def implied_pairs(pairs: PairSet, ratio: float, seed: int, exclude: Sequence[Pai
             g = c.group[a]
             return a, member(edges[first_edge[g] + (rng.random(k) * degree[g]).astype(np.int64), 1])
 
-        a, b = fresh(different, n_diff)
+        if 2 * n_diff >= new_diff:  # as for same pairs: list them
+            block = lambda g, h: (np.repeat(members[starts[g]:starts[g + 1]], sizes[h]),  # noqa: E731
+                                  np.tile(members[starts[h]:starts[h + 1]], sizes[g]))
+            a, b = listed([block(g, h) for g, h in c.differ], n_diff)
+        else:
+            a, b = fresh(different, n_diff)
         left.append(a), right.append(b), y.append(np.zeros(len(a), np.float32))
     if not y:
         return PairSet(pairs.left[:0], pairs.right[:0], pairs.y[:0])
