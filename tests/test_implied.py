@@ -239,7 +239,7 @@ def test_a_train_run_records_how_many_pairs_were_mined(make_cfg, store):
     assert run.data.params["training.implied_pairs"] == "1"
 
 
-@pytest.mark.parametrize("data, ratio", [("digits", 4), ("mnist5k", 10), ("mrpc-minilm", 0),
+@pytest.mark.parametrize("data, ratio", [("digits", 0), ("mnist5k", 10), ("mrpc-minilm", 0),
                                          ("csv data.train=a.csv data.test=b.csv", 4)])
 def test_the_ratio_is_the_data_configs_and_the_command_line_wins(make_cfg, data, ratio):
     """``training.implied_pairs`` defaults to ``data.implied_pairs`` (what each data set's benchmark
@@ -270,8 +270,7 @@ def test_a_run_says_how_many_pairs_the_labels_imply(make_cfg, store, capsys, tmp
     from siamese.data import load_dataset
     from siamese.train import train
 
-    cfg = make_cfg("training.epochs=1")
-    assert cfg.training.implied_pairs == 4  # digits' own default
+    cfg = make_cfg("training.epochs=1", "data.implied_pairs=4")  # as a user's own table (digits' default is 0)
     train(cfg)
     data = load_dataset(cfg.data, int(cfg.seed))
     same, diff = closure(data.train).new_counts(data.train.y)
@@ -301,7 +300,7 @@ def test_a_run_says_how_many_pairs_the_labels_imply(make_cfg, store, capsys, tmp
     assert ("training.implied_pairs=4: the training labels imply no pair beyond the given ones, so none is "
             "added") in capsys.readouterr().out
 
-    prepare(make_cfg("search=wide", config="tune"))  # the space searches the ratio: no one ratio is named
+    prepare(make_cfg("search=wide", "data.implied_pairs=4", config="tune"))  # searched: no one ratio is named
     out = capsys.readouterr().out
     assert "training.implied_pairs is searched: vectors repeat across the" in out
     assert "each trial adds its own ratio of them per given pair" in out and "training.implied_pairs=4" not in out
@@ -319,7 +318,7 @@ def test_a_study_made_before_data_implied_pairs_resumes_with_the_ratio_it_ran(ma
     state = {"space_hash": "h", "fixed": old}
     now = fixed_settings(make_cfg("training.implied_pairs=0", config="tune"), set())
     assert changes(state, "h", {}, now) == []
-    moved = changes(state, "h", {}, fixed_settings(make_cfg(config="tune"), set()))
+    moved = changes(state, "h", {}, fixed_settings(make_cfg("data.implied_pairs=4", config="tune"), set()))
     assert moved == ["training.implied_pairs=0.0 → 4"]
     searched = fixed_settings(make_cfg("search=wide", config="tune"), {"training.implied_pairs"})
     assert not any("implied_pairs" in k for k in searched)  # searched: neither key is a fixed setting
