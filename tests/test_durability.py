@@ -40,10 +40,12 @@ SEQUENCE = [("SIGINT", "mid-epoch"), ("SIGTERM", "boundary"), ("SIGKILL", "mid-e
 
 
 def study_args(store: Path, cache: Path) -> list[str]:
-    """A tiny study (trials of 6 epochs on 600 digits pairs) writing to ``store``; Keras prints each
-    trial's epochs (``tuner.verbose``), so a signal can be sent mid-epoch."""
+    """A tiny study (trials of 20 epochs on 600 digits pairs) writing to ``store``; Keras prints each
+    trial's epochs (``tuner.verbose``), so a signal can be sent mid-epoch. 20 epochs, not fewer: on a
+    quiet machine an epoch takes tens of milliseconds, and the last trial could end (and the study
+    with it, exit 0) between the test seeing "Epoch 2/" and its signal (seen once in CI with 6)."""
     return [*tracking_overrides(store), f"study_dir={store}/study", "study=t", f"data.cache_dir={cache}",
-            "data.n_train=600", "data.n_test=200", "training.epochs=6", "training.early_stopping.patience=null",
+            "data.n_train=600", "data.n_test=200", "training.epochs=20", "training.early_stopping.patience=null",
             f"tuner.max_trials={MAX_TRIALS}", "tuner.verbose=true",
             "confirm.top_k=0"]  # the search's best trial is the winner: the stops are what is tested here
 
