@@ -132,7 +132,7 @@ def test_each_class_gets_its_whole_share_whenever_the_closure_holds_it(n_items, 
     from siamese.data.implied import _quota
 
     _, _, pairs = labelled_items(n_items, n_pairs, n_classes, seed)
-    n_same, n_diff = _quota(closure(pairs), pairs, int(round(ratio * n_pairs)))
+    n_same, n_diff = _quota(*closure(pairs).new_counts(pairs.y), int(round(ratio * n_pairs)))
     for s in (seed, seed + 1):
         mined = implied_pairs(pairs, ratio, s)
         assert (int(mined.y.sum()), int(len(mined) - mined.y.sum())) == (n_same, n_diff)

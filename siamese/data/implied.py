@@ -104,11 +104,11 @@ def _vectors(pairs: PairSet, c: Closure, items: np.ndarray) -> np.ndarray:
     return out
 
 
-def _quota(c: Closure, pairs: PairSet, want: int) -> tuple[int, int]:
-    """(same, different) pairs to mine of ``want``: half each, none beyond what the closure adds."""
+def _quota(new_same: int, new_diff: int, want: int) -> tuple[int, int]:
+    """(same, different) pairs to mine of ``want``: half each, none beyond what the closure adds
+    (``new_same``, ``new_diff``: :meth:`Closure.new_counts`)."""
     # No more of a class than the closure adds beyond the given rows: on a table whose items do not
     # repeat it adds nothing, and mining would only repeat given pairs (and tilt the class balance).
-    new_same, new_diff = c.new_counts(pairs.y)
     n_same = min(want // 2 if new_diff else want, new_same)
     return n_same, min(want - n_same, new_diff)
 
@@ -169,7 +169,8 @@ def implied_pairs(pairs: PairSet, ratio: float, seed: int, exclude: Sequence[Pai
         r = (rng.random(len(items)) * (sizes[g] - 1)).astype(np.int64)
         return members[starts[g] + r + (r >= rank[items])]
 
-    n_same, n_diff = _quota(c, pairs, want)
+    new_same, new_diff = c.new_counts(pairs.y)
+    n_same, n_diff = _quota(new_same, new_diff, want)
     given = np.concatenate([_keys(c.given[:, 0], c.given[:, 1], len(c.group)), _excluded(pairs, exclude)])
 
     def fresh(draw: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -199,7 +200,6 @@ def implied_pairs(pairs: PairSet, ratio: float, seed: int, exclude: Sequence[Pai
         chosen = first[rng.permutation(len(first))[:n]]
         return a[chosen], b[chosen]
 
-    new_same, new_diff = c.new_counts(pairs.y)
     left, right, y = [], [], []
     anchors = np.flatnonzero((sizes[c.group] >= 2) & ~c.bad[c.group])
     if len(anchors) and n_same:
@@ -269,7 +269,7 @@ def implied_note(pairs: PairSet, ratio: float, searched: bool = False) -> str | 
                f"same and {new_diff:,} more different pairs{contradict}")
     if searched:
         return f"{head}: {implied}; each trial adds its own ratio of them per given pair"
-    n_same, n_diff = _quota(c, pairs, int(round(ratio * len(pairs))))
+    n_same, n_diff = _quota(new_same, new_diff, int(round(ratio * len(pairs))))
     return (f"{head}: {implied}; each run adds up to {n_same + n_diff:,} of them ({n_same:,} same, {n_diff:,} "
             f"different), an epoch up to {(len(pairs) + n_same + n_diff) / len(pairs):.1f}× as long "
             f"(training.implied_pairs=0 turns it off; no validation or test pair is mined)")
