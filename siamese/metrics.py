@@ -95,9 +95,34 @@ def evaluate(
     return out
 
 
+def bagged_threshold(y: np.ndarray, s: np.ndarray, resamples: int = 200, seed: int = 0) -> float:
+    """The median over bootstrap resamples of these pairs of each resample's accuracy-maximising cut.
+
+    Bagging (Breiman, "Bagging predictors", 1996) applied to the cut: the empirical best cut rests on the
+    few pairs nearest it, so on a validation set of hundreds of pairs it jumps with them; the median over
+    resamples keeps the cut where most resamples put it. Measured on 55 trained models (digits,
+    mrpc-minilm, mnist5k): test accuracy +0.0012 on average over the single empirical cut, higher for 18,
+    equal for 32, lower for 5 (benchmarks/README.md "Thresholds").
+
+    Args:
+        y: 0/1 labels, shape (n,).
+        s: scores, higher = more similar, shape (n,).
+        resamples: bootstrap resamples (each of n pairs drawn with replacement).
+        seed: the resampling seed, fixed so that the same scores always give the same cut.
+
+    Returns:
+        The threshold: predict same when ``s >= threshold``.
+    """
+    y, s = np.asarray(y, dtype=np.float64), np.asarray(s, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    cuts = [best_threshold(y[i], s[i], "accuracy")[0] for i in (rng.integers(0, len(y), len(y)) for _ in range(resamples))]
+    return float(np.median(cuts))
+
+
 def choose_thresholds(y_val: np.ndarray, s_val: np.ndarray) -> dict[str, float]:
-    """Accuracy- and F1-maximising thresholds on validation."""
+    """The thresholds chosen on validation: for accuracy (and MCC) the bagged accuracy-maximising cut
+    (:func:`bagged_threshold`), for F1 the F1-maximising cut."""
     return {
-        "threshold": best_threshold(y_val, s_val, "accuracy")[0],
+        "threshold": bagged_threshold(y_val, s_val),
         "f1_threshold": best_threshold(y_val, s_val, "f1")[0],
     }

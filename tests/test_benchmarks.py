@@ -73,3 +73,51 @@ def test_implied_pairs_lever_prints_one_row_per_ratio(tmp_path, digits_cache, ca
     rows = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| digits |")]
     assert [r.split(" | ")[1] for r in rows] == ["0", "1"]
     assert all(0.0 <= float(r.split(" | ")[3]) <= 1.0 for r in rows)  # test accuracy, one seed: no sd
+
+
+def test_levers_row_per_value_with_its_gain_paired_by_seed(digits_cache, capsys):
+    """``python -m benchmarks.levers``: the base once per seed, one row per varied value, and each row's
+    Δ is the mean of its per-seed test-accuracy differences from the base (the JSON lines it printed)."""
+    import statistics
+
+    from benchmarks import levers
+
+    assert levers.main(["--data", "digits", "--seeds", "0,1", "--vary", "model.dropout=0.0,0.4", "--vary", "model.depth=1",
+                        f"++data.cache_dir={digits_cache}", "++data.n_train=300", "++data.n_test=100",
+                        "training.epochs=2"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    runs = [json.loads(ln) for ln in out if ln.startswith("{")]
+    assert [(r["variant"], r["seed"]) for r in runs] == [
+        (v, s) for v in ("base", "model.dropout=0.0", "model.dropout=0.4", "model.depth=1") for s in (0, 1)]
+    rows = {ln.split(" | ")[1]: ln.split(" | ") for ln in out if ln.startswith("| digits |")}
+    assert list(rows) == ["base", "model.dropout=0.0", "model.dropout=0.4", "model.depth=1"]
+    assert rows["base"][6] == "—"
+    acc = {(r["variant"], r["seed"]): r["test_accuracy"] for r in runs}
+    for variant in ("model.dropout=0.0", "model.depth=1"):
+        gains = [acc[variant, s] - acc["base", s] for s in (0, 1)]
+        assert rows[variant][6] == f"{statistics.mean(gains):+.4f} ± {statistics.stdev(gains):.4f}"
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--vary", "model.dropout"], "KEY=VALUE"),
+    (["--vary", "model.dropout=0.1,"], "KEY=VALUE"),
+    (["--vary", "model.dropout=0.1", "model.dropout=0.2"], "model.dropout is varied"),
+    ([], "at least one --vary"),
+])
+def test_levers_bad_arguments_are_one_usage_line(argv, says, capsys):
+    from benchmarks import levers
+
+    with pytest.raises(SystemExit) as exit_:
+        levers.main(argv)
+    assert exit_.value.code == 2
+    assert says in capsys.readouterr().err
+
+
+def test_levers_a_bad_value_is_one_error_line(digits_cache, capsys):
+    from benchmarks import levers
+
+    assert levers.main(["--data", "digits", "--seeds", "0", "--vary", "model.dropout=lots",
+                        f"++data.cache_dir={digits_cache}", "++data.n_train=300", "++data.n_test=100",
+                        "training.epochs=1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "model.dropout" in err[0]

@@ -1,0 +1,134 @@
+"""Levers measured one at a time, side by side: one trial config (the base) trained on one data set with
+each seed, then once more per seed for every value of every varied key (the other keys as in the base);
+test accuracy and AUC (thresholds chosen on validation), and each lever's paired gain over the base.
+
+    python -m benchmarks.levers --data mrpc-minilm --seeds 0,1,2 \\
+        --vary model.input_noise=0.05,0.1 --vary optimizer.weight_decay=1e-4 model.distance=l2 …
+
+Not part of ``make bench`` (a row costs ``len(seeds)`` training runs); its tables are quoted in
+benchmarks/README.md with the command that produced them. It answers "does this key help the config
+the study found?" before the key goes into ``conf/search/default.yaml``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from hydra.errors import ConfigCompositionException
+
+from benchmarks.common import compose_cfg, mean_sd
+
+METRICS = ("val_auc", "test_auc", "test_accuracy")
+
+
+def listed(kind: type) -> Any:
+    """An argparse type: comma-separated ``kind`` values (ints or floats), a usage error otherwise."""
+    def parse(text: str) -> list:
+        try:
+            return [kind(v) for v in text.split(",")]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of {kind.__name__}s") from None
+    return parse
+
+
+def lever(text: str) -> tuple[str, list[str]]:
+    """An argparse type: ``KEY=V1,V2,…`` as ``(KEY, [V1, V2, …])``."""
+    key, sep, values = text.partition("=")
+    if not sep or not key or not values or any(not v for v in values.split(",")):
+        raise argparse.ArgumentTypeError(f"{text!r}: give a lever as KEY=VALUE[,VALUE…], e.g. model.input_noise=0.05,0.1")
+    return key.lstrip("+"), values.split(",")
+
+
+def measure(data: str, variants: list[tuple[str, list[str]]], seeds: list[int], overrides: list[str],
+            store: Path) -> list[dict]:
+    """One training run per (variant, seed), in this process, in the order given.
+
+    Args:
+        data: the data config (``data=…``).
+        variants: ``(label, extra overrides)`` per row; ``[]`` is the base config itself.
+        seeds: run seeds; each variant runs on every seed, so gains are paired by seed.
+        overrides: the base trial config, as train overrides.
+        store: a folder for the runs' MLflow store.
+
+    Returns:
+        One dict per run: ``variant``, ``seed``, ``seconds`` (wall) and the metrics in ``METRICS``.
+    """
+    from siamese.train import train
+
+    rows = []
+    for label, extra in variants:
+        for seed in seeds:
+            t0 = time.perf_counter()
+            metrics = train(compose_cfg("train", store, f"data={data}", f"seed={seed}", "training.verbose=0",
+                                        *overrides, *extra))
+            rows.append({"variant": label, "seed": seed, "seconds": time.perf_counter() - t0,
+                         **{k: metrics[k] for k in METRICS}})
+            print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def table(data: str, rows: list[dict], base: str | None) -> str:
+    """The markdown table of ``rows`` (one line per variant); with ``base``, each variant's paired gain in
+    test accuracy over that variant (mean ± sd over the seeds both ran)."""
+    head = "| data | lever | seeds | test accuracy | test AUC | val AUC | s per run |"
+    if base is not None:
+        head = head.replace(" s per run |", " Δ test accuracy (paired) | s per run |")
+    lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
+    by_variant: dict[str, list[dict]] = {}
+    for r in rows:
+        by_variant.setdefault(r["variant"], []).append(r)
+    reference = {r["seed"]: r["test_accuracy"] for r in by_variant.get(base, [])}
+    for label, mine in by_variant.items():
+        col = lambda k: [r[k] for r in mine]  # noqa: E731
+        cells = [data, label, str(len(mine)), mean_sd(col("test_accuracy")), mean_sd(col("test_auc")), mean_sd(col("val_auc"))]
+        if base is not None:
+            gains = [r["test_accuracy"] - reference[r["seed"]] for r in mine if r["seed"] in reference]
+            cells.append("—" if label == base or not gains else
+                         (f"{gains[0]:+.4f}" if len(gains) == 1 else f"{statistics.mean(gains):+.4f} ± {statistics.stdev(gains):.4f}"))
+        cells.append(f"{statistics.mean(col('seconds')):.1f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def run(data: str, variants: list[tuple[str, list[str]]], seeds: list[int], overrides: list[str],
+        base: str | None) -> int:
+    """Measure and print the table; a config error is one ``error:`` line and exit 2."""
+    from siamese.errors import UserError
+
+    try:
+        with tempfile.TemporaryDirectory() as store:
+            rows = measure(data, variants, seeds, overrides, Path(store))
+    except (UserError, ConfigCompositionException) as exc:
+        print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 2
+    print()
+    print(table(data, rows, base))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="digits")
+    parser.add_argument("--seeds", default=[0, 1, 2], type=listed(int), help="e.g. 0,1,2")
+    parser.add_argument("--vary", action="append", default=[], type=lever, metavar="KEY=V1[,V2…]",
+                        help="a lever: each value replaces the base's value of KEY in a row of its own (repeatable)")
+    parser.add_argument("overrides", nargs="*", help="the base trial config, as train overrides")
+    args = parser.parse_args(argv)
+    if not args.vary:
+        parser.error("give at least one --vary KEY=V1[,V2…]")
+    varied = {key for key, _ in args.vary}
+    if clash := sorted(varied & {o.split("=", 1)[0].lstrip("+") for o in args.overrides}):
+        parser.error(f"{clash[0]} is varied: leave it out of the base overrides (the base keeps the config's value)")
+    variants = [("base", [])] + [(f"{key}={value}", [f"{key}={value}"]) for key, values in args.vary for value in values]
+    return run(args.data, variants, args.seeds, args.overrides, base="base")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
