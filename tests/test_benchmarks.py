@@ -121,3 +121,30 @@ def test_levers_a_bad_value_is_one_error_line(digits_cache, capsys):
                         "training.epochs=1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "model.dropout" in err[0]
+
+
+def test_threshold_rules_on_a_trained_model_match_what_the_run_logged(tmp_path, digits_cache, capsys):
+    """``python -m benchmarks.thresholds``: on a model trained here, the bagged rule's test accuracy is the
+    run's own logged test_accuracy (runs use that rule), and no rule beats the oracle."""
+    from benchmarks import thresholds
+    from benchmarks.common import compose_cfg
+    from siamese.train import train
+
+    data = [f"++data.cache_dir={digits_cache}", "++data.n_train=300", "++data.n_test=100"]
+    metrics = train(compose_cfg("train", tmp_path, "seed=0", "training.epochs=2", "training.verbose=0", *data))
+    [model] = [p.parent for p in (tmp_path / "artifacts").glob("*/artifacts/model/bundle.json")]
+    capsys.readouterr()
+    assert thresholds.main(["--data", "digits", "--seed", "0", *[f"--set={o}" for o in data], str(model)]) == 0
+    out = capsys.readouterr().out
+    row = dict(kv.split("=", 1) for kv in out.splitlines()[0].split(" "))
+    assert float(row["bagged"]) == pytest.approx(metrics["test_accuracy"], abs=1e-4)
+    assert all(float(row[rule]) <= float(row["oracle"]) for rule in thresholds.RULES)
+    assert [ln.split(" | ")[1] for ln in out.splitlines() if ln.startswith("| digits |")] == [*thresholds.RULES, "oracle"]
+
+
+def test_threshold_rules_refuse_a_folder_without_a_model(tmp_path, capsys):
+    from benchmarks import thresholds
+
+    assert thresholds.main([str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and str(tmp_path) in err and "bundle.json" in err

@@ -1,0 +1,107 @@
+"""Threshold rules compared on trained models: each model's validation scores choose a cut by each rule,
+and the model's test accuracy at that cut is printed beside the best cut test allows (the oracle).
+
+    python -m benchmarks.thresholds --data mnist5k --seed 1 studies/mnist/confirm/*  (model folders)
+
+The models must have been trained on this data config and seed (a study's trials, confirmation runs and
+kept model all are): the validation split is rebuilt from them. Rules: ``empirical`` (the one cut that
+maximises validation accuracy), ``bagged`` (:func:`siamese.metrics.bagged_threshold`, what runs use),
+``platt`` (where a logistic fit of P(same | score) on validation crosses 1/2). Not part of ``make bench``;
+its figures are quoted in benchmarks/README.md with the commands that produced them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from hydra.errors import ConfigCompositionException
+
+from benchmarks.common import compose_cfg
+
+RULES = ("empirical", "bagged", "platt")
+
+
+def platt_threshold(y: np.ndarray, s: np.ndarray) -> float:
+    """The score where a logistic fit of P(same | score) (Platt scaling, on the standardised score) crosses
+    1/2; the empirical cut when the fit does not rise with the score."""
+    from sklearn.linear_model import LogisticRegression
+
+    from siamese.metrics import best_threshold
+
+    mean, sd = float(s.mean()), float(s.std())
+    if sd > 0 and len(np.unique(y)) == 2:
+        fit = LogisticRegression().fit(((s - mean) / sd).reshape(-1, 1), y)
+        if fit.coef_[0, 0] > 0:
+            return mean - sd * float(fit.intercept_[0]) / float(fit.coef_[0, 0])
+    return best_threshold(y, s)[0]
+
+
+def compare(data: str, seed: int, models: list[Path], overrides: list[str] = ()) -> list[dict]:
+    """Per model: the test accuracy at each rule's validation cut, the oracle's, and test AUC."""
+    from sklearn.metrics import roc_auc_score
+
+    from siamese.bundle import ModelBundle
+    from siamese.data import load_dataset
+    from siamese.metrics import bagged_threshold, best_threshold
+
+    with tempfile.TemporaryDirectory() as store:
+        cfg = compose_cfg("train", Path(store), f"data={data}", f"seed={seed}", *overrides)
+    dataset = load_dataset(cfg.data, seed)
+    rows = []
+    for folder in models:
+        bundle = ModelBundle.load(folder)
+        (y_val, s_val), (y_test, s_test) = [(p.y, bundle.score(p, preprocessed=True)) for p in (dataset.val, dataset.test)]
+        cuts = {"empirical": best_threshold(y_val, s_val)[0], "bagged": bagged_threshold(y_val, s_val),
+                "platt": platt_threshold(y_val, s_val)}
+        row = {"model": str(folder), **{rule: float(np.mean((s_test >= t) == (y_test == 1))) for rule, t in cuts.items()},
+               "oracle": best_threshold(y_test, s_test)[1], "test_auc": float(roc_auc_score(y_test, s_test))}
+        rows.append(row)
+        print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
+    return rows
+
+
+def summary(data: str, rows: list[dict]) -> str:
+    """One table row per rule: mean test accuracy, and against ``empirical`` the mean paired gain and how
+    many models it raised, kept, lowered."""
+    lines = ["| data | rule | models | mean test accuracy | Δ vs empirical | higher / equal / lower |",
+             "|---|---|---|---|---|---|"]
+    for rule in (*RULES, "oracle"):
+        gains = [r[rule] - r["empirical"] for r in rows]
+        tally = "—" if rule == "empirical" else f"{sum(g > 0 for g in gains)} / {sum(g == 0 for g in gains)} / {sum(g < 0 for g in gains)}"
+        lines.append(f"| {data} | {rule} | {len(rows)} | {statistics.mean(r[rule] for r in rows):.4f} | "
+                     f"{'—' if rule == 'empirical' else f'{statistics.mean(gains):+.4f}'} | {tally} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="digits")
+    parser.add_argument("--seed", type=int, default=0, help="the seed the models' study (or runs) used")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config override the models' runs were given (e.g. data.train=…; repeatable)")
+    parser.add_argument("models", nargs="+", type=Path, help="model folders (model.keras + bundle.json)")
+    args = parser.parse_args(argv)
+    from siamese.errors import UserError
+
+    missing = [m for m in args.models if not (m / "bundle.json").is_file()]
+    if missing:
+        print(f"error: {missing[0]} is not a model folder (no bundle.json): give folders such as a study's "
+              "best_model or confirm/<trial>-s<seed>", file=sys.stderr)
+        return 2
+    try:
+        rows = compare(args.data, args.seed, args.models, args.set)
+    except (UserError, ConfigCompositionException) as exc:
+        print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 2
+    print()
+    print(summary(args.data, rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
