@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     if any(k.split("=", 1)[0].lstrip("+") == "training.implied_pairs" for k in args.overrides):
         parser.error("set the ratios with --ratios, not training.implied_pairs=")
     variants = [(f"{r:g}", [f"training.implied_pairs={r}"]) for r in args.ratios]
-    return run(args.data, variants, args.seeds, args.overrides, base=None)
+    return run(args.data, variants, args.seeds, args.overrides, base=None, column="training.implied_pairs")
 
 
 if __name__ == "__main__":

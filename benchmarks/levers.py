@@ -7,7 +7,10 @@ test accuracy and AUC (thresholds chosen on validation), and each lever's paired
 
 Not part of ``make bench`` (a row costs ``len(seeds)`` training runs); its tables are quoted in
 benchmarks/README.md with the command that produced them. It answers "does this key help the config
-the study found?" before the key goes into ``conf/search/default.yaml``.
+the study found?" before the key goes into ``conf/search/default.yaml``. Every row's config is composed
+and checked before the first run trains. Values are split at commas (a list value cannot be varied);
+runs go to a temporary store, so ``tracking.*`` overrides are refused. The base row's seconds include
+the process's first-run warm-up.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hydra.errors import ConfigCompositionException
+from hydra.errors import HydraException
 
 from benchmarks.common import compose_cfg, mean_sd
 
@@ -60,8 +63,11 @@ def measure(data: str, variants: list[tuple[str, list[str]]], seeds: list[int], 
     Returns:
         One dict per run: ``variant``, ``seed``, ``seconds`` (wall) and the metrics in ``METRICS``.
     """
+    from siamese.engine import RunSpec
     from siamese.train import train
 
+    for _, extra in variants:  # a bad key or value fails here, before any run trains
+        RunSpec.of(compose_cfg("train", store, f"data={data}", f"seed={seeds[0]}", *overrides, *extra))
     rows = []
     for label, extra in variants:
         for seed in seeds:
@@ -74,10 +80,10 @@ def measure(data: str, variants: list[tuple[str, list[str]]], seeds: list[int], 
     return rows
 
 
-def table(data: str, rows: list[dict], base: str | None) -> str:
-    """The markdown table of ``rows`` (one line per variant); with ``base``, each variant's paired gain in
-    test accuracy over that variant (mean ± sd over the seeds both ran)."""
-    head = "| data | lever | seeds | test accuracy | test AUC | val AUC | s per run |"
+def table(data: str, rows: list[dict], base: str | None, column: str = "lever") -> str:
+    """The markdown table of ``rows`` (one line per variant, named in ``column``); with ``base``, each
+    variant's paired gain in test accuracy over that variant (mean ± sd over the seeds both ran)."""
+    head = f"| data | {column} | seeds | test accuracy | test AUC | val AUC | s per run |"
     if base is not None:
         head = head.replace(" s per run |", " Δ test accuracy (paired) | s per run |")
     lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
@@ -98,18 +104,18 @@ def table(data: str, rows: list[dict], base: str | None) -> str:
 
 
 def run(data: str, variants: list[tuple[str, list[str]]], seeds: list[int], overrides: list[str],
-        base: str | None) -> int:
+        base: str | None, column: str = "lever") -> int:
     """Measure and print the table; a config error is one ``error:`` line and exit 2."""
     from siamese.errors import UserError
 
     try:
         with tempfile.TemporaryDirectory() as store:
             rows = measure(data, variants, seeds, overrides, Path(store))
-    except (UserError, ConfigCompositionException) as exc:
+    except (UserError, HydraException) as exc:  # HydraException: an override it cannot parse or apply
         print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 2
     print()
-    print(table(data, rows, base))
+    print(table(data, rows, base, column))
     return 0
 
 
@@ -123,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.vary:
         parser.error("give at least one --vary KEY=V1[,V2…]")
+    if any(o.split("=", 1)[0].lstrip("+").startswith("tracking.") for o in args.overrides):
+        parser.error("runs go to a temporary store: leave tracking.* out (the table and the JSON lines are the result)")
     varied = {key for key, _ in args.vary}
     if clash := sorted(varied & {o.split("=", 1)[0].lstrip("+") for o in args.overrides}):
         parser.error(f"{clash[0]} is varied: leave it out of the base overrides (the base keeps the config's value)")

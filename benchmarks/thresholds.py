@@ -4,7 +4,9 @@ and the model's test accuracy at that cut is printed beside the best cut test al
     python -m benchmarks.thresholds --data mnist5k --seed 1 studies/mnist/confirm/*  (model folders)
 
 The models must have been trained on this data config and seed (a study's trials, confirmation runs and
-kept model all are): the validation split is rebuilt from them. Rules: ``empirical`` (the one cut that
+kept model all are): the validation split is rebuilt from them, and a model of another width is refused;
+one of the same width trained on another split cannot be told apart (its validation pairs would be
+partly its training pairs). Rules: ``empirical`` (the one cut that
 maximises validation accuracy), ``bagged`` (:func:`siamese.metrics.bagged_threshold`, what runs use),
 ``platt`` (where a logistic fit of P(same | score) on validation crosses 1/2). Not part of ``make bench``;
 its figures are quoted in benchmarks/README.md with the commands that produced them.
@@ -19,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from hydra.errors import ConfigCompositionException
+from hydra.errors import HydraException
 
 from benchmarks.common import compose_cfg
 
@@ -47,6 +49,7 @@ def compare(data: str, seed: int, models: list[Path], overrides: list[str] = ())
 
     from siamese.bundle import ModelBundle
     from siamese.data import load_dataset
+    from siamese.errors import DataError
     from siamese.metrics import bagged_threshold, best_threshold
 
     with tempfile.TemporaryDirectory() as store:
@@ -55,6 +58,9 @@ def compare(data: str, seed: int, models: list[Path], overrides: list[str] = ())
     rows = []
     for folder in models:
         bundle = ModelBundle.load(folder)
+        if bundle.dim != dataset.val.left.shape[1]:
+            raise DataError(f"{folder} takes {bundle.dim} values a side, data={data} has {dataset.val.left.shape[1]}: "
+                            "give the --data (and --set) its study was run with")
         (y_val, s_val), (y_test, s_test) = [(p.y, bundle.score(p, preprocessed=True)) for p in (dataset.val, dataset.test)]
         cuts = {"empirical": best_threshold(y_val, s_val)[0], "bagged": bagged_threshold(y_val, s_val),
                 "platt": platt_threshold(y_val, s_val)}
@@ -95,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         rows = compare(args.data, args.seed, args.models, args.set)
-    except (UserError, ConfigCompositionException) as exc:
+    except (UserError, HydraException) as exc:
         print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 2
     print()

@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from siamese.paths import project_root
@@ -148,3 +150,44 @@ def test_threshold_rules_refuse_a_folder_without_a_model(tmp_path, capsys):
     assert thresholds.main([str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and str(tmp_path) in err and "bundle.json" in err
+
+
+def test_levers_check_every_row_before_any_run_trains(digits_cache, capsys):
+    """A bad varied key or value is found before the base trains: nothing is printed as a run."""
+    from benchmarks import levers
+
+    for vary, says in (("model.nosuch=1", "model.nosuch"), ("model.input_dropout=1.5", "model.input_dropout=1.5"),
+                       ("model.input_dropout=abc", "model.input_dropout")):
+        assert levers.main(["--data", "digits", "--seeds", "0", "--vary", vary, f"++data.cache_dir={digits_cache}",
+                            "++data.n_train=300", "++data.n_test=100", "training.epochs=1"]) == 2
+        out, err = capsys.readouterr()
+        assert '"variant"' not in out
+        assert len(err.strip().splitlines()) == 1 and err.startswith("error: ") and says in err
+
+
+def test_levers_an_override_hydra_cannot_parse_is_one_error_line(capsys):
+    from benchmarks import levers
+
+    assert levers.main(["--data", "digits", "--seeds", "0", "--vary", "model.input_dropout=[0.1", "training.epochs=1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ")
+
+
+def test_threshold_rules_refuse_a_model_of_another_width(tmp_path, digits_cache, capsys):
+    """A digits model (64 a side) given as a model of a 4-wide table: one line naming the folder."""
+    from benchmarks import thresholds
+    from benchmarks.common import compose_cfg
+    from siamese.train import train
+
+    data = [f"++data.cache_dir={digits_cache}", "++data.n_train=300", "++data.n_test=100"]
+    train(compose_cfg("train", tmp_path, "seed=0", "training.epochs=1", "training.verbose=0", *data))
+    [model] = [p.parent for p in (tmp_path / "artifacts").glob("*/artifacts/model/bundle.json")]
+    rng = np.random.default_rng(0)
+    for name in ("t.csv", "t2.csv"):
+        pd.DataFrame(rng.normal(size=(120, 8)), columns=[f"v{i}" for i in range(8)]).assign(
+            **{"class": [0, 1] * 60}).to_csv(tmp_path / name, index=False)
+    capsys.readouterr()
+    assert thresholds.main(["--data", "csv", f"--set=data.train={tmp_path / 't.csv'}", f"--set=data.test={tmp_path / 't2.csv'}",
+                            str(model)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {model} takes 64 values a side, data=csv has 4")

@@ -117,3 +117,19 @@ def test_the_bagged_threshold_of_degenerate_validation_still_decides():
     assert np.all(s >= bagged_threshold(np.ones(200, int), s))
     assert not np.any(s >= bagged_threshold(np.zeros(200, int), s))
     assert np.isfinite(bagged_threshold(rng.integers(0, 2, 200), np.zeros(200)))
+
+
+def test_the_bagged_threshold_ignores_row_order_and_never_sits_on_a_score():
+    """The same pairs in another row order give the same cut (the resamples are drawn over the pairs
+    sorted); the cut is one of the midpoints between distinct validation scores, so no validation
+    pair sits on it (scores rounded to make ties and near-ties)."""
+    from siamese.metrics import _cuts
+
+    for seed in range(30):
+        rng = np.random.default_rng(seed)
+        y = rng.integers(0, 2, 300)
+        s = np.round(y + rng.normal(0, 0.8, 300), 3)
+        t = bagged_threshold(y, s)
+        perm = rng.permutation(300)
+        assert bagged_threshold(y[perm], s[perm]) == t
+        assert t in set(_cuts(y.astype(float), s)[0]) and t not in set(s)

@@ -96,17 +96,36 @@ def test_cosine_schedule_follows_the_epochs(make_cfg):
 
 @pytest.mark.parametrize("override, message", [
     ("optimizer.schedule=step", "optimizer.schedule='step' is not one of"),
-    ("loss.label_smoothing=1.5", "loss.label_smoothing=1.5 must be in"),
+    ("loss.label_smoothing=1.5", "loss.label_smoothing=1.5 must be a number in [0, 1)"),
     ("model.head_features=sum+l3", "model.head_features='sum+l3': names from"),
-    ("model.input_dropout=1.0", "model.input_dropout=1.0 must be in"),
-    ("model.l2=-1", "model.l2=-1 must be at least 0"),
-    ("model.head_depth=0", "model.head_depth=0 must be at least 1"),
+    ("model.input_dropout=1.0", "model.input_dropout=1.0 must be a number in [0, 1)"),
+    ("model.l2=-1", "model.l2=-1 must be"),
+    ("model.head_depth=0", "model.head_depth=0 must be"),
 ])
 def test_bad_values_are_config_errors(make_cfg, override, message):
     from siamese.engine import RunSpec
 
     with pytest.raises(ConfigError, match=re.escape(message)):
         RunSpec.of(make_cfg(override))
+
+
+@pytest.mark.parametrize("space", ["default", "wide"])
+def test_every_searched_number_given_as_text_is_one_error_naming_its_key(make_cfg, space):
+    """``model.input_dropout=abc`` on the command line was a ValueError traceback from the model builder:
+    every numeric key either space searches is now checked by its rule before anything is built."""
+    import yaml
+
+    from siamese.engine import RunSpec
+    from siamese.paths import project_root
+
+    params = yaml.safe_load((project_root() / "conf" / "search" / f"{space}.yaml").read_text())["params"]
+    numeric = [k for k, spec in params.items() if not isinstance(spec, list)
+               and (spec["type"] in ("int", "float") or (spec["type"] == "choice" and all(
+                   isinstance(v, (int, float)) and not isinstance(v, bool) for v in spec["values"])))]
+    assert "model.input_dropout" in numeric
+    for key in numeric:
+        with pytest.raises(ConfigError, match=re.escape(f"{key}='abc'") + "|" + re.escape(f"{key}=abc")):
+            RunSpec.of(make_cfg(f"{key}=abc"))
 
 
 def test_label_smoothing_is_for_bce_only(make_cfg):
