@@ -62,6 +62,10 @@ def measure(data: str, variants: list[tuple[str, list[str]]], seeds: list[int], 
 
     Returns:
         One dict per run: ``variant``, ``seed``, ``seconds`` (wall) and the metrics in ``METRICS``.
+
+    Raises:
+        UserError: a row's config a run would refuse (checked for every row before the first run).
+        HydraException: an override Hydra cannot parse or apply.
     """
     from siamese.engine import RunSpec
     from siamese.train import train
