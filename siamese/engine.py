@@ -25,7 +25,7 @@ from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
-from siamese import feed, tracking
+from siamese import feed, stops, tracking
 from siamese.bundle import ModelBundle
 from siamese.checks import MONITORS, check_config
 from siamese.data import Dataset, load_dataset
@@ -128,6 +128,7 @@ class EpochValidation(keras.callbacks.Callback):
         self.data, self.kind = data, kind
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        stops.check()  # a stop swallowed during the epoch is raised here
         logs = logs if logs is not None else {}
         loss = logs.get("loss", 0.0)
         if not math.isfinite(loss):
@@ -142,6 +143,7 @@ class EpochValidation(keras.callbacks.Callback):
         s = scores(out, self.kind)
         if np.all(np.isfinite(s)):
             logs["val_auc_epoch"] = auc(val.y, s)
+        stops.check()  # the validation pass traces Keras' predict step, where a stop can be swallowed
 
 
 class EpochLogger(keras.callbacks.Callback):

@@ -25,7 +25,7 @@ import mlflow
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from siamese import engine, runmeta, tracking
+from siamese import engine, runmeta, stops, tracking
 from siamese.bundle import ModelBundle
 from siamese.data import Dataset, load_dataset
 from siamese.errors import ConfigError
@@ -133,11 +133,13 @@ class StudyTuner(kt.Tuner):
         super().__init__(hypermodel=SpaceModel(study.params), **kwargs)
 
     def run_trial(self, trial: kt.engine.trial.Trial, *args: Any, **kwargs: Any) -> dict[str, float]:
+        stops.check()  # a stop swallowed since the last trial: no new trial starts
         return self.study.run_trial(trial)
 
     def on_trial_end(self, trial: kt.engine.trial.Trial) -> None:
         super().on_trial_end(trial)
         self.study.progress(trial, self.oracle)
+        stops.check()
 
 
 def make_oracle(cfg: DictConfig) -> kt.Oracle:

@@ -367,3 +367,29 @@ def test_a_trial_whose_run_finished_before_the_oracle_saved_is_not_run_again(mak
     assert sorted(r.info.run_id for r in runs["trial"]) == before  # nothing ran twice
     assert result["trials_completed"] == 2
     assert json.loads(trial_file.read_text())["status"] == "COMPLETED"
+
+
+def test_a_stop_that_library_code_swallows_is_raised_again_at_the_next_check():
+    """A bare ``except:`` (as in Keras' loss-structure fallbacks) catches the Stopped that SIGINT raised
+    and carries on; ``stops.check()``, called at every epoch end and trial boundary, raises it again.
+    A later command in the same process starts with no stop asked for."""
+    from siamese import stops
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        stops.install_stop_handlers()
+        stops.check()  # nothing asked for: no stop
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1.0)  # the handler runs here, in the main thread
+        except:  # noqa: E722 — the library code that swallows it
+            pass
+        with pytest.raises(stops.Stopped) as raised:
+            stops.check()
+        assert raised.value.code == 130 and "SIGINT" in str(raised.value)
+        stops.install_stop_handlers()
+        stops.check()
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+        sys.unraisablehook = sys.__unraisablehook__
