@@ -8,11 +8,16 @@ from sklearn.metrics import average_precision_score, matthews_corrcoef, roc_auc_
 FIXED_DISTANCE_THRESHOLD = 0.5  # the question's rule: distance < 0.5 ⇒ same
 
 
+def _last_of_each_score(s_sorted: np.ndarray) -> np.ndarray:
+    """Positions of the last pair of each distinct score in scores sorted high to low."""
+    return np.r_[np.flatnonzero(np.diff(s_sorted) != 0), len(s_sorted) - 1]
+
+
 def _cuts(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Thresholds between distinct scores with true/false positives when predicting s >= t."""
     order = np.argsort(-s, kind="stable")
     s_sorted, y_sorted = s[order], y[order]
-    distinct = np.r_[np.flatnonzero(np.diff(s_sorted) != 0), len(s) - 1]
+    distinct = _last_of_each_score(s_sorted)
     tp = np.cumsum(y_sorted)[distinct]
     fp = distinct + 1 - tp
     below = np.r_[s_sorted[distinct[:-1] + 1], s_sorted[-1] - 1.0]
@@ -125,7 +130,7 @@ def bagged_threshold(y: np.ndarray, s: np.ndarray, resamples: int = 201, seed: i
     order = np.lexsort((y, -s))  # by score, high to low, then label: the same pairs in any row order
     y, s = y[order], s[order]
     thresholds, _, _ = _cuts(y, s)
-    ends = np.r_[np.flatnonzero(np.diff(s) != 0), len(s) - 1]  # last position of each distinct score
+    ends = _last_of_each_score(s)
     rng = np.random.default_rng(seed)
     chosen = np.empty(resamples, dtype=np.int64)
     for r in range(resamples):
