@@ -9,8 +9,9 @@ Not part of ``make bench`` (a row costs ``len(seeds)`` training runs); its table
 benchmarks/README.md with the command that produced them. It answers "does this key help the config
 the study found?" before the key goes into ``conf/search/default.yaml``. Every row's config is composed
 and checked before the first run trains. Values are split at commas (a list value cannot be varied);
-runs go to a temporary store, so ``tracking.*`` overrides are refused. The base row's seconds include
-the process's first-run warm-up.
+runs go to a temporary store, so ``tracking.*`` overrides are refused. A varied key the base sets
+(say the winner's learning rate) keeps the base's value in the base row and takes each lever value in
+its own rows. The base row's seconds include the process's first-run warm-up.
 """
 
 from __future__ import annotations
@@ -29,6 +30,18 @@ from hydra.errors import HydraException
 from benchmarks.common import compose_cfg, mean_sd
 
 METRICS = ("val_auc", "test_auc", "test_accuracy")
+
+
+def _key(override: str) -> str:
+    """The config key an override sets: ``++model.dropout=0.2`` → ``model.dropout``."""
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def _row(overrides: list[str], extra: list[str]) -> list[str]:
+    """The base overrides with ``extra`` in place of the base's own value for each key ``extra`` sets
+    (Hydra refuses one key given twice)."""
+    replaced = {_key(o) for o in extra}
+    return [o for o in overrides if _key(o) not in replaced] + extra
 
 
 def listed(kind: type) -> Any:
@@ -57,7 +70,7 @@ def measure(data: str, variants: list[tuple[str, list[str]]], seeds: list[int], 
         data: the data config (``data=…``).
         variants: ``(label, extra overrides)`` per row; ``[]`` is the base config itself.
         seeds: run seeds; each variant runs on every seed, so gains are paired by seed.
-        overrides: the base trial config, as train overrides.
+        overrides: the base trial config, as train overrides; a row's own value of a key replaces the base's.
         store: a folder for the runs' MLflow store.
 
     Returns:
@@ -71,13 +84,13 @@ def measure(data: str, variants: list[tuple[str, list[str]]], seeds: list[int], 
     from siamese.train import train
 
     for _, extra in variants:  # a bad key or value fails here, before any run trains
-        RunSpec.of(compose_cfg("train", store, f"data={data}", f"seed={seeds[0]}", *overrides, *extra))
+        RunSpec.of(compose_cfg("train", store, f"data={data}", f"seed={seeds[0]}", *_row(overrides, extra)))
     rows = []
     for label, extra in variants:
         for seed in seeds:
             t0 = time.perf_counter()
             metrics = train(compose_cfg("train", store, f"data={data}", f"seed={seed}", "training.verbose=0",
-                                        *overrides, *extra))
+                                        *_row(overrides, extra)))
             rows.append({"variant": label, "seed": seed, "seconds": time.perf_counter() - t0,
                          **{k: metrics[k] for k in METRICS}})
             print(json.dumps(rows[-1]), flush=True)
@@ -133,11 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.vary:
         parser.error("give at least one --vary KEY=V1[,V2…]")
-    if any(o.split("=", 1)[0].lstrip("+").startswith("tracking.") for o in args.overrides):
+    if any(_key(o).startswith("tracking.") for o in args.overrides):
         parser.error("runs go to a temporary store: leave tracking.* out (the table and the JSON lines are the result)")
-    varied = {key for key, _ in args.vary}
-    if clash := sorted(varied & {o.split("=", 1)[0].lstrip("+") for o in args.overrides}):
-        parser.error(f"{clash[0]} is varied: leave it out of the base overrides (the base keeps the config's value)")
     variants = [("base", [])] + [(f"{key}={value}", [f"{key}={value}"]) for key, values in args.vary for value in values]
     return run(args.data, variants, args.seeds, args.overrides, base="base")
 
