@@ -9,7 +9,8 @@ Not part of ``make bench`` (a row costs ``len(seeds)`` training runs); its table
 benchmarks/README.md with the command that produced them. It answers "does this key help the config
 the study found?" before the key goes into ``conf/search/default.yaml``. Every row's config is composed
 and checked before the first run trains. Values are split at commas (a list value cannot be varied);
-runs go to a temporary store, so ``tracking.*`` overrides are refused. A varied key the base sets
+runs go to a temporary store, so ``tracking.*`` overrides are refused, and ``seed``/``data`` (set by
+``--seeds``/``--data``, which pair and label the rows) and a row given twice are refused too. A varied key the base sets
 (say the winner's learning rate) keeps the base's value in the base row and takes each lever value in
 its own rows. The base row's seconds include the process's first-run warm-up.
 """
@@ -143,11 +144,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vary", action="append", default=[], type=lever, metavar="KEY=V1[,V2…]",
                         help="a lever: each value replaces the base's value of KEY in a row of its own (repeatable)")
     parser.add_argument("overrides", nargs="*", help="the base trial config, as train overrides")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # overrides may come before, between and after --vary
     if not args.vary:
         parser.error("give at least one --vary KEY=V1[,V2…]")
-    if any(_key(o).startswith("tracking.") for o in args.overrides):
-        parser.error("runs go to a temporary store: leave tracking.* out (the table and the JSON lines are the result)")
+    for key in [_key(o) for o in args.overrides] + [key for key, _ in args.vary]:
+        if key == "tracking" or key.startswith("tracking."):
+            parser.error("runs go to a temporary store: leave tracking.* out (the table and the JSON lines are the result)")
+        if key in ("seed", "data"):  # rows are paired by seed and labelled with --data: one value for all
+            parser.error(f"{key} is set by --{key}s" if key == "seed" else f"{key} is set by --data")
+    rows = [f"{key}={value}" for key, values in args.vary for value in values]
+    if twice := sorted({r for r in rows if rows.count(r) > 1}):
+        parser.error(f"--vary {twice[0]} is given twice: each row once")
     variants = [("base", [])] + [(f"{key}={value}", [f"{key}={value}"]) for key, values in args.vary for value in values]
     return run(args.data, variants, args.seeds, args.overrides, base="base")
 

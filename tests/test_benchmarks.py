@@ -108,6 +108,13 @@ def test_levers_row_per_value_with_its_gain_paired_by_seed(digits_cache, capsys)
     (["--vary", "model.dropout"], "KEY=VALUE"),
     (["--vary", "model.dropout=0.1,"], "KEY=VALUE"),
     ([], "at least one --vary"),
+    (["--vary", "tracking.uri=/tmp/x"], "leave tracking.* out"),
+    (["--vary", "model.dropout=0.1", "tracking=local"], "leave tracking.* out"),
+    (["--vary", "model.dropout=0.1", "seed=3"], "seed is set by --seeds"),
+    (["--vary", "data=mnist5k"], "data is set by --data"),
+    (["--vary", "model.dropout=0.0,0.0"], "model.dropout=0.0 is given twice"),
+    (["--vary", "model.dropout=0.1", "--vary", "model.dropout=0.1"], "model.dropout=0.1 is given twice"),
+    (["training.epochs=1", "--vary", "model.dropout=0.1", "tracking.uri=/tmp/x"], "leave tracking.* out"),
 ])
 def test_levers_bad_arguments_are_one_usage_line(argv, says, capsys):
     from benchmarks import levers
