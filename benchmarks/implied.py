@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from benchmarks.levers import listed, run
+from benchmarks.levers import listed, override_key, run
 
 
 def _ratios(text: str) -> list[float]:
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default=[0, 1], type=listed(int), help="e.g. 0,1,2")
     parser.add_argument("overrides", nargs="*", help="the trial config, as train overrides")
     args = parser.parse_args(argv)
-    if any(k.split("=", 1)[0].lstrip("+") == "training.implied_pairs" for k in args.overrides):
+    if any(override_key(o) == "training.implied_pairs" for o in args.overrides):
         parser.error("set the ratios with --ratios, not training.implied_pairs=")
     variants = [(f"{r:g}", [f"training.implied_pairs={r}"]) for r in args.ratios]
     return run(args.data, variants, args.seeds, args.overrides, base=None, column="training.implied_pairs")

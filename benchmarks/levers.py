@@ -33,7 +33,7 @@ from benchmarks.common import compose_cfg, mean_sd
 METRICS = ("val_auc", "test_auc", "test_accuracy")
 
 
-def _key(override: str) -> str:
+def override_key(override: str) -> str:
     """The config key an override sets: ``++model.dropout=0.2`` → ``model.dropout``."""
     return override.split("=", 1)[0].lstrip("+~")
 
@@ -41,8 +41,8 @@ def _key(override: str) -> str:
 def _row(overrides: list[str], extra: list[str]) -> list[str]:
     """The base overrides with ``extra`` in place of the base's own value for each key ``extra`` sets
     (Hydra refuses one key given twice)."""
-    replaced = {_key(o) for o in extra}
-    return [o for o in overrides if _key(o) not in replaced] + extra
+    replaced = {override_key(o) for o in extra}
+    return [o for o in overrides if override_key(o) not in replaced] + extra
 
 
 def listed(kind: type) -> Any:
@@ -147,15 +147,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_intermixed_args(argv)  # overrides may come before, between and after --vary
     if not args.vary:
         parser.error("give at least one --vary KEY=V1[,V2…]")
-    for key in [_key(o) for o in args.overrides] + [key for key, _ in args.vary]:
+    for key in [override_key(o) for o in args.overrides] + [key for key, _ in args.vary]:
         if key == "tracking" or key.startswith("tracking."):
             parser.error("runs go to a temporary store: leave tracking.* out (the table and the JSON lines are the result)")
-        if key in ("seed", "data"):  # rows are paired by seed and labelled with --data: one value for all
-            parser.error(f"{key} is set by --{key}s" if key == "seed" else f"{key} is set by --data")
+        if flag := {"seed": "--seeds", "data": "--data"}.get(key):  # rows are paired by seed, labelled with --data
+            parser.error(f"{key} is set by {flag}")
     rows = [f"{key}={value}" for key, values in args.vary for value in values]
     if twice := sorted({r for r in rows if rows.count(r) > 1}):
         parser.error(f"--vary {twice[0]} is given twice: each row once")
-    variants = [("base", [])] + [(f"{key}={value}", [f"{key}={value}"]) for key, values in args.vary for value in values]
+    variants = [("base", [])] + [(row, [row]) for row in rows]
     return run(args.data, variants, args.seeds, args.overrides, base="base")
 
 
