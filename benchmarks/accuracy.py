@@ -4,6 +4,8 @@ budget. Validation chooses everything; test only reports."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import statistics
@@ -13,6 +15,7 @@ from typing import Any, Callable
 from benchmarks.common import CACHE, Result, Table, Target, compose_cfg, mean_sd, shared_available, timer, write
 from siamese.baselines import LogisticSettings, cosine_scores, majority, score_baseline, tuned_logistic
 from siamese.data import load_dataset
+from siamese.paths import project_root
 from siamese.train import train
 from siamese.tune import tune
 
@@ -51,18 +54,68 @@ def _study_rows(data: str, runs: list[dict[str, float]], objective: str = "val_a
             mean_sd(col(objective)), mean_sd(col("test_auc")), mean_sd(gap), round(statistics.mean(col("seconds")), 1)]
 
 
-def run(quick: bool, store: Path) -> Result:
+PARTIAL = "partial"  # CACHE/partial/accuracy.json: the result so far, rewritten after each cell
+
+
+def fingerprint(s: dict[str, Any]) -> str:
+    """What a cell's figures depend on besides the seed: the settings, the Keras backend and the source of
+    ``siamese/``, ``conf/`` and this benchmark. A cell kept from an interrupted run is reused only under
+    the same fingerprint, so a code or config change between the two runs starts the benchmark afresh."""
+    import keras
+
+    h = hashlib.sha256(json.dumps({k: s[k] for k in sorted(s)}, sort_keys=True).encode())
+    h.update(keras.backend.backend().encode())
+    root = project_root()
+    files = [*sorted((root / "siamese").rglob("*.py")), *sorted((root / "conf").rglob("*.yaml")),
+             root / "benchmarks" / "accuracy.py", root / "benchmarks" / "common.py"]
+    for f in files:
+        h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def finished_cells(quick: bool) -> tuple[dict[str, list[dict[str, Any]]], str]:
+    """The cells (data set × seed) an interrupted run finished, if its code and settings are this run's.
+
+    Returns:
+        The cells by key (``digits/s0``) and a line saying what was kept or why nothing was.
+    """
+    path = CACHE / PARTIAL / "accuracy.json"
+    if not path.is_file():
+        return {}, f"nothing to resume: no {path}; starting afresh"
+    saved = json.loads(path.read_text())["data"]
+    if saved.get("fingerprint") != fingerprint(settings(quick)):
+        return {}, (f"nothing to resume: {path} was written by other code or settings "
+                    "(siamese/, conf/, the benchmark, the backend or --quick differ); starting afresh")
+    cells = saved.get("cells", {})
+    return cells, f"resuming: {len(cells)} finished cell(s) kept from {path} ({', '.join(cells) or 'none'})"
+
+
+def run(quick: bool, store: Path, kept: dict[str, list[dict[str, Any]]] | None = None) -> Result:
+    """Every cell (data set × seed): the baselines, the question's model and its fix, the default study.
+
+    Args:
+        quick: small data, 2 trials, 3 epochs (the path, not the figures).
+        store: the MLflow store the runs and studies go to (a resumed run needs the interrupted one's).
+        kept: cells an interrupted run of the same code finished (:func:`finished_cells`): not run again.
+    """
     s = settings(quick)
-    scores: dict[tuple[str, str], list[dict[str, float]]] = {}
-    studies: dict[str, list[str]] = {}
-
-    def add(data: str, method: str, metrics: dict[str, float], seconds: float) -> None:
-        scores.setdefault((data, method), []).append({**metrics, "seconds": seconds})
-
-    # Seed-major, and the result so far written after each (data set, seed): a run cut short still
-    # leaves every data set's rows over the seeds it finished (experiments/bench/partial/accuracy.json).
+    cells: dict[str, list[dict[str, Any]]] = {}
+    fp = fingerprint(s)
+    # Seed-major, and the result so far written after each cell: a run cut short keeps every cell it
+    # finished (CACHE/partial/accuracy.json), which `python -m benchmarks.run --resume` does not run again.
     for seed in s["seeds"]:
         for data in s["datasets"]:
+            key = f"{data}/s{seed}"
+            if kept and key in kept:
+                cells[key] = kept[key]
+                print(f"accuracy: {key} kept from an earlier run", flush=True)
+                continue
+            rows: list[dict[str, Any]] = []
+
+            def add(method: str, metrics: dict[str, Any], seconds: float) -> None:
+                rows.append({"method": method, "seconds": seconds,
+                             "metrics": {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}})
+
             common = [f"data={data}", f"seed={seed}", "training.verbose=0", *s["small"]]
             cfg = compose_cfg("train", store, *common)
             with timer() as t_load:
@@ -70,25 +123,34 @@ def run(quick: bool, store: Path) -> Result:
             for method, make in BASELINES.items():
                 with timer() as t:
                     metrics = score_baseline(make(dataset), dataset)
-                add(data, method, metrics, t["s"] + t_load["s"])
+                add(method, metrics, t["s"] + t_load["s"])
             for method, preset in ((METHODS[3], "question"), (METHODS[4], "question_fix")):
                 with timer() as t:
                     metrics = train(compose_cfg("train", store, *common, f"experiment={preset}"))
-                add(data, method, metrics, t["s"])
+                add(method, metrics, t["s"])
             study_dir = CACHE / "studies" / f"accuracy-{data}-s{seed}"
             shutil.rmtree(study_dir, ignore_errors=True)
             with timer() as t:
                 metrics = tune(compose_cfg("tune", store, *common, f"study=bench-{data}-s{seed}", f"study_dir={study_dir}",
                                            f"tuner.max_trials={s['budget']}", *s["study"]))
-            add(data, STUDY, metrics, t["s"])
-            studies.setdefault(data, []).append(f"bench-{data}-s{seed}")
-            write(summarise(quick, s, scores, studies, store), CACHE / "partial")
-    return summarise(quick, s, scores, studies, store)
+            add(STUDY, metrics, t["s"])
+            cells[key] = rows
+            write(summarise(quick, s, cells, store, fp, kept), CACHE / PARTIAL)
+            print(f"accuracy: {key} done", flush=True)
+    return summarise(quick, s, cells, store, fp, kept)
 
 
-def summarise(quick: bool, s: dict[str, Any], scores: dict[tuple[str, str], list[dict[str, float]]],
-              studies: dict[str, list[str]], store: Path) -> Result:
-    """The tables and targets from the per-seed scores gathered so far."""
+def summarise(quick: bool, s: dict[str, Any], cells: dict[str, list[dict[str, Any]]], store: Path, fp: str,
+              kept: dict[str, list[dict[str, Any]]] | None = None) -> Result:
+    """The tables and targets from the cells finished so far (each cell's rows are kept in the result's
+    data, with the fingerprint, so an interrupted run can be resumed)."""
+    scores: dict[tuple[str, str], list[dict[str, float]]] = {}
+    studies: dict[str, list[str]] = {}
+    for key, rows in cells.items():
+        data, seed = key.rsplit("/s", 1)
+        for r in rows:
+            scores.setdefault((data, r["method"]), []).append({**r["metrics"], "seconds": r["seconds"]})
+        studies.setdefault(data, []).append(f"bench-{data}-s{seed}")
     n = max(len(v) for v in scores.values())
     table = Table(f"Test set, mean ± sd over seeds (up to {n}; thresholds chosen on validation)",
                   ["data", "method", "seeds", "test accuracy", "test AUC", "test F1", "wall s"])
@@ -105,8 +167,12 @@ def summarise(quick: bool, s: dict[str, Any], scores: dict[tuple[str, str], list
                            mean_sd(row["test_f1"]), round(statistics.mean(row["seconds"]), 1)])
         if method == STUDY:
             spread.rows.append(_study_rows(data, runs))
-    result = Result("accuracy", quick, "", [table, spread], data={
-        "summary": summary, "studies": studies, "store": str(store), "settings": {k: v for k, v in s.items()}})
+    resumed = sorted(set(kept or {}) & set(cells))
+    notes = [f"{len(resumed)} of {len(cells)} cells (data set × seed: {', '.join(resumed)}) kept from an earlier run "
+             "of the same code and settings (--resume); their wall seconds are that run's"] if resumed else []
+    result = Result("accuracy", quick, "", [table, spread], notes=notes, data={
+        "summary": summary, "studies": studies, "store": str(store), "settings": {k: v for k, v in s.items()},
+        "fingerprint": fp, "cells": cells})
     for data, rows in summary.items():
         won, logistic = rows[STUDY]["test_accuracy"], rows[METHODS[2]]["test_accuracy"]
         result.targets.append(Target(f"{data}: the study's confirmed winner beats the tuned logistic row's mean test accuracy",

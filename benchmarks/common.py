@@ -66,6 +66,7 @@ class Result:
     notes: list[str] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    date: str = ""  # when it finished (YYYY-MM-DD): the README's footer says it, also when re-rendered later
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)

@@ -4,6 +4,7 @@
     python -m benchmarks.run --quick         # make bench-quick: every benchmark at a small size
     python -m benchmarks.run --only speed,growth --out DIR
     python -m benchmarks.run --render        # rewrite README tables from benchmarks/results/*.json
+    python -m benchmarks.run --resume        # after an interrupted run: its finished accuracy cells are kept
 """
 
 from __future__ import annotations
@@ -50,14 +51,16 @@ def check(path: Path) -> dict[str, Any]:
     return out
 
 
-def refresh_readme(results: list[Result]) -> None:
-    """Replace each ``<!-- bench:NAME -->…<!-- /bench:NAME -->`` block of benchmarks/README.md."""
-    readme = ROOT / "README.md"
+def refresh_readme(results: list[Result], readme: Path = ROOT / "README.md") -> None:
+    """Replace each ``<!-- bench:NAME -->…<!-- /bench:NAME -->`` block of benchmarks/README.md. The footer's
+    date is the result's own (a result written before results carried one keeps the date its block shows)."""
     text = readme.read_text()
     for r in results:
-        block = f"<!-- bench:{r.name} -->\n{r.markdown()}\n\n_{r.command}, {time.strftime('%Y-%m-%d')}, " \
-                f"{r.seconds / 60:.1f} min_\n<!-- /bench:{r.name} -->"
-        text = re.sub(rf"<!-- bench:{r.name} -->.*?<!-- /bench:{r.name} -->", lambda _: block, text, flags=re.S)
+        pattern = rf"<!-- bench:{r.name} -->.*?<!-- /bench:{r.name} -->"
+        shown = re.search(rf"<!-- bench:{r.name} -->.*, (\d{{4}}-\d\d-\d\d), [\d.]+ min_\n<!-- /bench:{r.name} -->", text, re.S)
+        date = r.date or (shown.group(1) if shown else time.strftime("%Y-%m-%d"))
+        block = f"<!-- bench:{r.name} -->\n{r.markdown()}\n\n_{r.command}, {date}, {r.seconds / 60:.1f} min_\n<!-- /bench:{r.name} -->"
+        text = re.sub(pattern, lambda _: block, text, flags=re.S)
     readme.write_text(text)
 
 
@@ -66,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="every benchmark at a small size")
     parser.add_argument("--only", default=",".join(ORDER), help=f"comma-separated subset of {ORDER}")
     parser.add_argument("--out", type=Path, default=None, help="where JSON goes (default benchmarks/results[/quick])")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the accuracy cells (data set × seed) an interrupted run of the same code finished")
     parser.add_argument("--render", action="store_true", help="only rewrite benchmarks/README.md from the saved JSON")
     args = parser.parse_args(argv)
     if args.render:
@@ -82,8 +87,13 @@ def main(argv: list[str] | None = None) -> int:
     if set(names) != set(ORDER):
         command = f"python -m benchmarks.run{' --quick' if args.quick else ''} --only {','.join(names)}"
     store = CACHE / ("store-quick" if args.quick else "store")
+    kept: dict[str, Any] = {}
     if "accuracy" in names:
-        shutil.rmtree(store, ignore_errors=True)
+        if args.resume:
+            kept, said = accuracy.finished_cells(args.quick)
+            print(said, flush=True)
+        if not kept:  # the kept cells' studies are in the store: the question benchmark reads them
+            shutil.rmtree(store, ignore_errors=True)
     store.mkdir(parents=True, exist_ok=True)
     results = []
     for name in [n for n in ORDER if n in names]:
@@ -91,10 +101,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {name} ==", flush=True)
         if name == "question":
             result = question.run(args.quick, json.loads((out / "accuracy.json").read_text()))
+        elif name == "accuracy":
+            result = accuracy.run(args.quick, store, kept)
         else:
-            result = {"accuracy": accuracy, "speed": speed, "throughput": throughput, "parallel": parallel,
+            result = {"speed": speed, "throughput": throughput, "parallel": parallel,
                       "growth": growth}[name].run(args.quick, store)
         result.seconds, result.command = time.perf_counter() - t0, command
+        result.date = time.strftime("%Y-%m-%d")
         check(write(result, out))
         results.append(result)
         print(result.markdown(), "\n", flush=True)

@@ -59,6 +59,72 @@ def test_bench_quick_runs_every_benchmark_and_writes_valid_json(tmp_path):
         check(tmp_path / "bad.json")
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_accuracy_bench_cut_short_keeps_its_finished_cells_and_resume_runs_only_the_rest(tmp_path):
+    """Ctrl-C after the first cell (data set × seed) of the accuracy benchmark: no result file, the cell
+    kept; ``--resume`` runs only the other cell and reports the kept one's figures unchanged. A partial
+    written under other settings (quick vs full) is not resumed."""
+    import signal
+    import time
+
+    from benchmarks import accuracy
+    from benchmarks.run import check
+
+    cache, out = tmp_path / "cache", tmp_path / "results"
+    env = {**os.environ, "SIAMESE_BENCH_CACHE": str(cache), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    argv = [sys.executable, "-m", "benchmarks.run", "--quick", "--only", "accuracy", "--out", str(out)]
+    partial = cache / "partial" / "accuracy.json"
+    log = (tmp_path / "first.log").open("w")  # a file, not a pipe nobody reads while it runs
+    proc = subprocess.Popen(argv, cwd=project_root(), env=env, stdout=log, stderr=subprocess.STDOUT)
+    while proc.poll() is None and not partial.exists():
+        time.sleep(0.5)
+    assert proc.poll() is None, "the benchmark ended before its first cell was written"
+    proc.send_signal(signal.SIGINT)  # while the second cell runs
+    assert proc.wait(timeout=300) != 0
+    assert not (out / "accuracy.json").exists()  # nothing half-written
+    first = json.loads(partial.read_text())["data"]["cells"]
+    assert list(first) == ["digits/s0"]
+
+    proc = subprocess.run([*argv, "--resume"], cwd=project_root(), env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "resuming: 1 finished cell(s) kept" in proc.stdout and "digits/s0 kept from an earlier run" in proc.stdout
+    assert "digits/s1 done" in proc.stdout and "digits/s0 done" not in proc.stdout
+    result = check(out / "accuracy.json")
+    assert list(result["data"]["cells"]) == ["digits/s0", "digits/s1"]
+    assert result["data"]["cells"]["digits/s0"] == first["digits/s0"]  # kept as it was, not run again
+    assert result["tables"][0]["rows"][0][2] == 2  # every row over both seeds
+    assert result["notes"] == ["1 of 2 cells (data set × seed: digits/s0) kept from an earlier run of the same code "
+                               "and settings (--resume); their wall seconds are that run's"]
+
+    # the full benchmark's settings differ from --quick's: nothing of this partial is resumed
+    saved = accuracy.CACHE
+    try:
+        accuracy.CACHE = cache
+        kept, said = accuracy.finished_cells(quick=False)
+    finally:
+        accuracy.CACHE = saved
+    assert kept == {} and "written by other code or settings" in said
+
+
+def test_render_keeps_each_results_own_date(tmp_path):
+    """``--render`` rewrites a block from saved JSON: the footer's date is the result's, and a result saved
+    before results carried a date keeps the date its block showed (it was stamped with today's)."""
+    from benchmarks.common import Result, Table
+    from benchmarks.run import refresh_readme
+
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- bench:speed -->\nold\n\n_make bench, 2026-01-02, 3.0 min_\n<!-- /bench:speed -->\n"
+                      "<!-- bench:growth -->\nold\n\n_make bench, 2026-01-02, 1.0 min_\n<!-- /bench:growth -->\nend\n")
+    table = Table("t", ["a"], [[1]])
+    refresh_readme([Result("speed", False, "make bench", [table], seconds=60.0),
+                    Result("growth", False, "make bench", [table], seconds=120.0, date="2026-03-04")], readme)
+    text = readme.read_text()
+    assert "_make bench, 2026-01-02, 1.0 min_\n<!-- /bench:speed -->" in text
+    assert "_make bench, 2026-03-04, 2.0 min_\n<!-- /bench:growth -->" in text
+    assert text.startswith("intro\n") and text.endswith("end\n") and "old" not in text
+
+
 def test_bench_rejects_unknown_names(capsys):
     from benchmarks.run import main
 
