@@ -19,6 +19,7 @@ import statistics
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any, Iterator
 
 import numpy as np
 from hydra.errors import HydraException
@@ -43,25 +44,41 @@ def platt_threshold(y: np.ndarray, s: np.ndarray) -> float:
     return best_threshold(y, s)[0]
 
 
-def compare(data: str, seed: int, models: list[Path], overrides: list[str] = ()) -> list[dict]:
-    """Per model: the test accuracy at each rule's validation cut, the oracle's, and test AUC."""
-    from sklearn.metrics import roc_auc_score
+def scored(data: str, seed: int, models: list[Path], overrides: list[str] = ()) -> Iterator[tuple[Path, Any, np.ndarray, np.ndarray]]:
+    """Each model's scores on the validation and test pairs of ``data`` at ``seed`` (the split its run saw).
 
+    Yields:
+        (model folder, the dataset, validation scores, test scores); scores are higher for "same".
+
+    Raises:
+        DataError: a model takes another number of values a side than the data has.
+    """
     from siamese.bundle import ModelBundle
     from siamese.data import load_dataset
     from siamese.errors import DataError
-    from siamese.metrics import bagged_threshold, best_threshold
 
+    # The pairs as read: each model applies its own preprocessing (fitted on its run's training split and
+    # saved in its bundle), so models of one study that searched data.preprocess are each scored right.
     with tempfile.TemporaryDirectory() as store:
-        cfg = compose_cfg("train", Path(store), f"data={data}", f"seed={seed}", *overrides)
+        cfg = compose_cfg("train", Path(store), f"data={data}", f"seed={seed}", *overrides, "data.preprocess=none")
     dataset = load_dataset(cfg.data, seed)
-    rows = []
     for folder in models:
         bundle = ModelBundle.load(folder)
         if bundle.dim != dataset.val.left.shape[1]:
             raise DataError(f"{folder} takes {bundle.dim} values a side, data={data} has {dataset.val.left.shape[1]}: "
                             "give the --data (and --set) its study was run with")
-        (y_val, s_val), (y_test, s_test) = [(p.y, bundle.score(p, preprocessed=True)) for p in (dataset.val, dataset.test)]
+        yield folder, dataset, bundle.score(dataset.val), bundle.score(dataset.test)
+
+
+def compare(data: str, seed: int, models: list[Path], overrides: list[str] = ()) -> list[dict]:
+    """Per model: the test accuracy at each rule's validation cut, the oracle's, and test AUC."""
+    from sklearn.metrics import roc_auc_score
+
+    from siamese.metrics import bagged_threshold, best_threshold
+
+    rows = []
+    for folder, dataset, s_val, s_test in scored(data, seed, models, overrides):
+        y_val, y_test = dataset.val.y, dataset.test.y
         cuts = {"empirical": best_threshold(y_val, s_val)[0], "bagged": bagged_threshold(y_val, s_val),
                 "platt": platt_threshold(y_val, s_val)}
         row = {"model": str(folder), **{rule: float(np.mean((s_test >= t) == (y_test == 1))) for rule, t in cuts.items()},

@@ -203,13 +203,16 @@ def test_levers_a_bad_value_is_one_error_line(digits_cache, capsys):
 
 def test_threshold_rules_on_a_trained_model_match_what_the_run_logged(tmp_path, digits_cache, capsys):
     """``python -m benchmarks.thresholds``: on a model trained here, the bagged rule's test accuracy is the
-    run's own logged test_accuracy (runs use that rule), and no rule beats the oracle."""
+    run's own logged test_accuracy (runs use that rule), and no rule beats the oracle. The model standardises
+    its inputs: the tool must score the pairs as read through the model's own preprocessing, once."""
     from benchmarks import thresholds
     from benchmarks.common import compose_cfg
     from siamese.train import train
 
     data = [f"++data.cache_dir={digits_cache}", "++data.n_train=300", "++data.n_test=100"]
-    metrics = train(compose_cfg("train", tmp_path, "seed=0", "training.epochs=2", "training.verbose=0", *data))
+    # as a study that searched data.preprocess: the tool is not told this model's choice, its bundle is
+    metrics = train(compose_cfg("train", tmp_path, "seed=0", "training.epochs=2", "training.verbose=0", *data,
+                                "data.preprocess=standardize"))
     [model] = [p.parent for p in (tmp_path / "artifacts").glob("*/artifacts/model/bundle.json")]
     capsys.readouterr()
     assert thresholds.main(["--data", "digits", "--seed", "0", *[f"--set={o}" for o in data], str(model)]) == 0
@@ -267,3 +270,35 @@ def test_threshold_rules_refuse_a_model_of_another_width(tmp_path, digits_cache,
                             str(model)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: {model} takes 64 values a side, data=csv has 4")
+
+
+@pytest.mark.slow
+def test_seed_ensemble_table_keeps_the_studys_seed_and_scores_the_ensemble(tmp_path, digits_cache, capsys):
+    """``python -m benchmarks.ensemble`` on a small study's confirmation: one row per confirmed trial; the
+    winner's kept seed scores what the study logged for its kept model (same split, seed and cut rule)."""
+    from benchmarks import ensemble
+    from benchmarks.common import compose_cfg
+    from siamese.tune import tune
+
+    data = [f"++data.cache_dir={digits_cache}", "++data.n_train=400", "++data.n_test=200"]
+    metrics = tune(compose_cfg("tune", tmp_path, "seed=0", "training.epochs=2", "training.verbose=0", "tuner.max_trials=2",
+                               "confirm.top_k=2", "confirm.seeds=2", f"study_dir={tmp_path / 'study'}", *data))
+    capsys.readouterr()
+    argv = ["--data", "digits", "--seed", "0", *[f"--set={o}" for o in data], str(tmp_path / "study" / "confirm")]
+    assert ensemble.main(argv) == 0
+    rows = [ln.strip("| ").split(" | ") for ln in capsys.readouterr().out.splitlines() if ln.startswith("| digits |")]
+    assert len(rows) == 2 and all(r[2] == "2" for r in rows)  # two trials, two seeds each
+    [winner] = [r for r in rows if "(winner)" in r[1]]
+    assert float(winner[4]) == pytest.approx(metrics["test_accuracy"], abs=1e-4)
+    assert float(winner[3]) == pytest.approx(metrics["confirm_val_auc_mean"], abs=1e-4)
+    for r in rows:
+        assert float(r[4]) <= float(r[8])  # no cut chosen on validation beats the best cut for test
+        assert 0.5 <= float(r[6]) <= 1.0 and 0.5 <= float(r[7]) <= 1.0
+
+
+def test_seed_ensemble_refuses_a_folder_without_seed_models(tmp_path, capsys):
+    from benchmarks import ensemble
+
+    assert ensemble.main(["--data", "digits", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and str(tmp_path) in err and "confirm/" in err and len(err.splitlines()) == 1
