@@ -27,15 +27,29 @@ BASELINES: dict[str, Callable[[Any], Callable]] = {
     "logistic, C tuned on validation": lambda d: tuned_logistic(d, LogisticSettings())[0]}
 # Issue 13's absolute targets (the relative one, beating the tuned logistic row, holds on every data set).
 FLOORS = {"mrpc-minilm": 0.745, "mnist5k": 0.95, "digits": 0.985}
-DIGITS_GAP = 0.005
-SHARED = {"mrpc-minilm": "mrpc-minilm", "mnist5k": "mnist5k-pixels"}  # data=… → ../shared/datasets/<folder>  # digits: the winner's val_auc − test_auc, validation as hard as test
+DIGITS_GAP = 0.005  # digits: the winner's val_auc − test_auc, validation as hard as test
+SHARED = {"mrpc-minilm": "mrpc-minilm", "mnist5k": "mnist5k-pixels"}  # data=… → ../shared/datasets/<folder>
 
 
 def settings(quick: bool) -> dict[str, Any]:
+    """What the benchmark runs: data sets, seeds, trial budget and the small sizes of ``--quick``.
+
+    Raises:
+        ConfigError: ``SIAMESE_BENCH_DATASETS`` names a data set this run cannot have (unknown, its shared
+            folder absent, or a shared one under ``--quick``).
+    """
+    from siamese.errors import ConfigError
+
     shared = [name for name, folder in SHARED.items() if shared_available(folder)]
     datasets = ["digits"] + ([] if quick else shared)
     if os.environ.get("SIAMESE_BENCH_DATASETS"):  # a subset, e.g. to run one data set again
-        datasets = [d for d in os.environ["SIAMESE_BENCH_DATASETS"].split(",") if d in datasets]
+        asked = [d.strip() for d in os.environ["SIAMESE_BENCH_DATASETS"].split(",") if d.strip()]
+        unknown = [d for d in asked if d not in datasets]
+        if unknown or not asked:
+            raise ConfigError(f"SIAMESE_BENCH_DATASETS={os.environ['SIAMESE_BENCH_DATASETS']}: {unknown or 'none'} not "
+                              f"among this run's data sets {datasets} (--quick runs digits only; the shared ones need "
+                              "../shared/datasets)")
+        datasets = [d for d in datasets if d in asked]
     return {
         "datasets": datasets,
         "seeds": [0, 1] if quick else [0, 1, 2],
@@ -54,16 +68,19 @@ def _study_rows(data: str, runs: list[dict[str, float]], objective: str = "val_a
             mean_sd(col(objective)), mean_sd(col("test_auc")), mean_sd(gap), round(statistics.mean(col("seconds")), 1)]
 
 
-PARTIAL = "partial"  # CACHE/partial/accuracy.json: the result so far, rewritten after each cell
+def partial_path(quick: bool) -> Path:
+    """Where the result so far is rewritten after each cell (one file per size: a quick run does not
+    overwrite a full run's cells)."""
+    return CACHE / ("partial-quick" if quick else "partial") / "accuracy.json"
 
 
 def fingerprint(s: dict[str, Any]) -> str:
-    """What a cell's figures depend on besides the seed: the settings, the Keras backend and the source of
-    ``siamese/``, ``conf/`` and this benchmark. A cell kept from an interrupted run is reused only under
-    the same fingerprint, so a code or config change between the two runs starts the benchmark afresh."""
+    """What a cell's figures depend on besides its data set and seed: the settings, the Keras backend and
+    the source of ``siamese/``, ``conf/`` and this benchmark. A cell kept from an interrupted run is reused
+    only under the same fingerprint, so a code or config change between the two runs starts afresh."""
     import keras
 
-    h = hashlib.sha256(json.dumps({k: s[k] for k in sorted(s)}, sort_keys=True).encode())
+    h = hashlib.sha256(json.dumps({k: s[k] for k in sorted(s) if k != "datasets"}, sort_keys=True).encode())
     h.update(keras.backend.backend().encode())
     root = project_root()
     files = [*sorted((root / "siamese").rglob("*.py")), *sorted((root / "conf").rglob("*.yaml")),
@@ -77,17 +94,33 @@ def finished_cells(quick: bool) -> tuple[dict[str, list[dict[str, Any]]], str]:
     """The cells (data set × seed) an interrupted run finished, if its code and settings are this run's.
 
     Returns:
-        The cells by key (``digits/s0``) and a line saying what was kept or why nothing was.
+        The cells by key (``digits/s0``; only this run's data sets) and a line saying what was kept or why
+        nothing was.
     """
-    path = CACHE / PARTIAL / "accuracy.json"
+    path, s = partial_path(quick), settings(quick)
     if not path.is_file():
         return {}, f"nothing to resume: no {path}; starting afresh"
-    saved = json.loads(path.read_text())["data"]
-    if saved.get("fingerprint") != fingerprint(settings(quick)):
+    try:
+        saved = json.loads(path.read_text())["data"]
+        cells, fp = dict(saved["cells"]), saved["fingerprint"]
+    except (ValueError, TypeError, KeyError) as exc:
+        return {}, f"nothing to resume: {path} cannot be read ({type(exc).__name__}); starting afresh"
+    if fp != fingerprint(s):
         return {}, (f"nothing to resume: {path} was written by other code or settings "
-                    "(siamese/, conf/, the benchmark, the backend or --quick differ); starting afresh")
-    cells = saved.get("cells", {})
+                    "(siamese/, conf/, the benchmark or the Keras backend differ); starting afresh")
+    cells = {k: v for k, v in cells.items() if k.rsplit("/s", 1)[0] in s["datasets"]}
     return cells, f"resuming: {len(cells)} finished cell(s) kept from {path} ({', '.join(cells) or 'none'})"
+
+
+def unfinished(quick: bool) -> str | None:
+    """A line for a run started without ``--resume`` over an interrupted one it would discard: the cells
+    kept, the file, and the two ways on; None when there is nothing resumable to lose."""
+    cells, _ = finished_cells(quick)
+    s = settings(quick)
+    if not cells or len(cells) >= len(s["datasets"]) * len(s["seeds"]):
+        return None
+    return (f"{partial_path(quick)} holds {len(cells)} finished cell(s) of an interrupted run of this code "
+            f"({', '.join(cells)}): add --resume to keep them, or delete that file to start afresh")
 
 
 def run(quick: bool, store: Path, kept: dict[str, list[dict[str, Any]]] | None = None) -> Result:
@@ -102,7 +135,7 @@ def run(quick: bool, store: Path, kept: dict[str, list[dict[str, Any]]] | None =
     cells: dict[str, list[dict[str, Any]]] = {}
     fp = fingerprint(s)
     # Seed-major, and the result so far written after each cell: a run cut short keeps every cell it
-    # finished (CACHE/partial/accuracy.json), which `python -m benchmarks.run --resume` does not run again.
+    # finished (partial_path), which `python -m benchmarks.run --resume` does not run again.
     for seed in s["seeds"]:
         for data in s["datasets"]:
             key = f"{data}/s{seed}"
@@ -135,7 +168,7 @@ def run(quick: bool, store: Path, kept: dict[str, list[dict[str, Any]]] | None =
                                            f"tuner.max_trials={s['budget']}", *s["study"]))
             add(STUDY, metrics, t["s"])
             cells[key] = rows
-            write(summarise(quick, s, cells, store, fp, kept), CACHE / PARTIAL)
+            write(summarise(quick, s, cells, store, fp, kept), partial_path(quick).parent)
             print(f"accuracy: {key} done", flush=True)
     return summarise(quick, s, cells, store, fp, kept)
 

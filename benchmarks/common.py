@@ -13,7 +13,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from omegaconf import DictConfig
 
@@ -96,6 +96,42 @@ def machine() -> dict[str, Any]:
 
     return {"cpus": os.cpu_count(), "python": platform.python_version(), "tensorflow": tf.__version__,
             "keras": keras.__version__, "backend": keras.backend.backend(), "platform": platform.platform()}
+
+
+def config_error(exc: Exception, overrides: Sequence[str], config: str = "train") -> str:
+    """A config a benchmark tool could not compose as the one ``error: …`` line it prints: the override
+    Hydra could not parse named, else Hydra's message condensed as the CLI condenses it (the options of a
+    group, the closest key to a misspelt one), else a project error's own line.
+
+    Args:
+        exc: what composing (or checking) the config raised.
+        overrides: the overrides the tool gave, to find one Hydra cannot parse.
+        config: the config composed (``train``), for the closest-key hint.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException, OverrideParseException
+
+    from siamese.cli import did_you_mean, one_line
+
+    if isinstance(exc, OverrideParseException):
+        parser = OverridesParser.create()
+        for override in overrides:
+            try:
+                parser.parse_overrides([override])
+            except OverrideParseException as bad:
+                why = "; ".join(ln.strip() for ln in str(bad).splitlines() if ln.strip() and not ln.startswith("See http"))
+                fix = ("an override is key=value" if "=" not in override else
+                       "quote a value holding brackets, commas or '=': key='\"value\"'")
+                return (f"error: cannot parse the override '{override}': {why} ({fix}; "
+                        "grammar: https://hydra.cc/docs/advanced/override_grammar/basic)")
+    if not isinstance(exc, HydraException):
+        return f"error: {str(exc).splitlines()[0]}"
+    chain, cause = [str(exc)], exc.__cause__
+    while cause is not None:  # Hydra keeps the reason (the key not in the config) on the cause
+        chain.append(str(cause))
+        cause = cause.__cause__
+    report = "\n".join(chain)
+    return f"error: {one_line(report)}{did_you_mean(report, config)}"
 
 
 def compose_cfg(config: str, store: Path, *overrides: str) -> DictConfig:

@@ -21,16 +21,18 @@ from pathlib import Path
 import numpy as np
 from hydra.errors import HydraException
 
-from benchmarks.thresholds import scored
+from benchmarks.common import config_error
+from benchmarks.thresholds import MODEL_FILES, scored
 
 COLUMNS = ["data", "trial", "seeds", "val AUC mean", "kept seed: test accuracy", "seed mean test accuracy",
            "ensemble test accuracy", "ensemble test AUC", "kept seed: oracle test accuracy"]
 
 
 def trials(confirm: Path) -> dict[str, list[Path]]:
-    """A confirmation folder's model folders (``<trial>-s<seed>``) grouped by trial, in name order."""
+    """A confirmation folder's model folders (``<trial>-s<seed>``, with ``bundle.json`` and ``model.keras``)
+    grouped by trial, in name order."""
     out: dict[str, list[Path]] = {}
-    for folder in sorted(p for p in confirm.iterdir() if (p / "bundle.json").is_file()):
+    for folder in sorted(p for p in confirm.iterdir() if all((p / f).is_file() for f in MODEL_FILES)):
         match = re.fullmatch(r"(.+)-s\d+", folder.name)
         if match:
             out.setdefault(match.group(1), []).append(folder)
@@ -85,12 +87,12 @@ def main(argv: list[str] | None = None) -> int:
     groups = trials(args.confirm) if args.confirm.is_dir() else {}
     if not any(len(g) > 1 for g in groups.values()):
         print(f"error: {args.confirm} holds no trial with two or more seed models (<trial>-s<seed> folders with "
-              "bundle.json): give a study's confirm/ folder", file=sys.stderr)
+              "bundle.json and model.keras): give a study's confirm/ folder", file=sys.stderr)
         return 2
     try:
         rows = compare(args.data, args.seed, args.confirm, args.set)
     except (UserError, HydraException) as exc:
-        print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        print(config_error(exc, args.set), file=sys.stderr)
         return 2
     print(table(args.data, rows))
     return 0

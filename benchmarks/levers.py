@@ -28,7 +28,7 @@ from typing import Any
 
 from hydra.errors import HydraException
 
-from benchmarks.common import compose_cfg, mean_sd
+from benchmarks.common import compose_cfg, config_error, mean_sd
 
 METRICS = ("val_auc", "test_auc", "test_accuracy")
 
@@ -130,7 +130,7 @@ def run(data: str, variants: list[tuple[str, list[str]]], seeds: list[int], over
         with tempfile.TemporaryDirectory() as store:
             rows = measure(data, variants, seeds, overrides, Path(store))
     except (UserError, HydraException) as exc:  # HydraException: an override it cannot parse or apply
-        print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        print(config_error(exc, [*overrides, *(o for _, vs in variants for o in vs)]), file=sys.stderr)
         return 2
     print()
     print(table(data, rows, base, column))

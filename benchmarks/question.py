@@ -32,9 +32,12 @@ def run(quick: bool, accuracy: dict) -> Result:
     studies, store = accuracy["data"]["studies"], accuracy["data"]["store"]
     data = "mrpc-minilm" if "mrpc-minilm" in studies else "digits"
     mlflow.set_tracking_uri(f"sqlite:///{store}/mlflow.db")
-    parents = mlflow.search_runs(search_all_experiments=True,
-                                 filter_string="tags.kind = 'study'", output_format="list")
-    ids = [p.info.run_id for p in parents if p.data.tags.get("study") in studies[data]]
+    parents = mlflow.search_runs(search_all_experiments=True, filter_string="tags.kind = 'study'",
+                                 order_by=["start_time ASC"], output_format="list")
+    # One parent per study, the last that finished: a resumed benchmark ran again a study that a stop had
+    # cut short, and that attempt's parent (KILLED, or RUNNING after a kill -9) is still in the store.
+    latest = {p.data.tags.get("study"): p.info.run_id for p in parents if p.info.status == "FINISHED"}
+    ids = [latest[name] for name in studies[data] if name in latest]
     frame = pd.concat([children(i) for i in ids], ignore_index=True)
     objective = "val_auc"
     n_trials = int(((frame["tags.kind"] == "trial") & (frame["status"] == "FINISHED")).sum())

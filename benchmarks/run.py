@@ -4,7 +4,7 @@
     python -m benchmarks.run --quick         # make bench-quick: every benchmark at a small size
     python -m benchmarks.run --only speed,growth --out DIR
     python -m benchmarks.run --render        # rewrite README tables from benchmarks/results/*.json
-    python -m benchmarks.run --resume        # after an interrupted run: its finished accuracy cells are kept
+    python -m benchmarks.run --resume        # after a stop: the accuracy cells (data set × seed) it finished are kept
 """
 
 from __future__ import annotations
@@ -86,15 +86,50 @@ def main(argv: list[str] | None = None) -> int:
     command = "make bench-quick" if args.quick else "make bench"
     if set(names) != set(ORDER):
         command = f"python -m benchmarks.run{' --quick' if args.quick else ''} --only {','.join(names)}"
+    if args.resume and "accuracy" not in names:
+        print("error: --resume keeps the accuracy benchmark's finished cells: add accuracy to --only", file=sys.stderr)
+        return 2
+    if "question" in names and "accuracy" not in names and not (out / "accuracy.json").is_file():
+        print(f"error: the question benchmark reads the accuracy benchmark's {out / 'accuracy.json'}, which is not "
+              "there: run --only accuracy,question (or give the --out of a run that has it)", file=sys.stderr)
+        return 2
+    from siamese.errors import ConfigError
+
     store = CACHE / ("store-quick" if args.quick else "store")
     kept: dict[str, Any] = {}
     if "accuracy" in names:
+        try:
+            interrupted = None if args.resume else accuracy.unfinished(args.quick)
+        except ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        if interrupted:  # hours of finished cells are not thrown away by a rerun that forgot --resume
+            print(f"error: {interrupted}", file=sys.stderr)
+            return 2
         if args.resume:
             kept, said = accuracy.finished_cells(args.quick)
             print(said, flush=True)
-        if not kept:  # the kept cells' studies are in the store: the question benchmark reads them
+        if not kept:  # afresh: the cells and their studies go together (the question benchmark reads the studies)
             shutil.rmtree(store, ignore_errors=True)
+            accuracy.partial_path(args.quick).unlink(missing_ok=True)
     store.mkdir(parents=True, exist_ok=True)
+    try:
+        results = _run(names, args, out, store, kept, command)
+    except KeyboardInterrupt:
+        if "accuracy" in names and accuracy.partial_path(args.quick).is_file():
+            print(f"stopped: the accuracy cells finished so far are in {accuracy.partial_path(args.quick)}; "
+                  "the same command with --resume goes on from there", file=sys.stderr)
+        return 130
+    if not args.quick and args.out is None:
+        refresh_readme(results)
+    missed = [f"{r.name}: {t.target}" for r in results for t in r.targets if not t.met]
+    print(f"wrote {len(results)} result(s) to {out}; targets not met: {missed or 'none'}")
+    return 0
+
+
+def _run(names: list[str], args: argparse.Namespace, out: Path, store: Path, kept: dict[str, Any],
+         command: str) -> list[Result]:
+    """Each benchmark named, in ORDER: run, print, and write its JSON to ``out``."""
     results = []
     for name in [n for n in ORDER if n in names]:
         t0 = time.perf_counter()
@@ -111,11 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         check(write(result, out))
         results.append(result)
         print(result.markdown(), "\n", flush=True)
-    if not args.quick and args.out is None:
-        refresh_readme(results)
-    missed = [f"{r.name}: {t.target}" for r in results for t in r.targets if not t.met]
-    print(f"wrote {len(results)} result(s) to {out}; targets not met: {missed or 'none'}")
-    return 0
+    return results
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ its figures are quoted in benchmarks/README.md with the commands that produced t
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
@@ -24,9 +25,10 @@ from typing import Any, Iterator
 import numpy as np
 from hydra.errors import HydraException
 
-from benchmarks.common import compose_cfg
+from benchmarks.common import compose_cfg, config_error
 
 RULES = ("empirical", "bagged", "platt")
+MODEL_FILES = ("bundle.json", "model.keras")  # what a saved model folder holds
 
 
 def platt_threshold(y: np.ndarray, s: np.ndarray) -> float:
@@ -42,6 +44,36 @@ def platt_threshold(y: np.ndarray, s: np.ndarray) -> float:
         if fit.coef_[0, 0] > 0:
             return mean - sd * float(fit.intercept_[0]) / float(fit.coef_[0, 0])
     return best_threshold(y, s)[0]
+
+
+SPLIT_KEYS = ("data.name", "data.val_fraction", "data.split", "data.shuffle")  # with the seed: which pairs validate
+
+
+def check_study(folder: Path, cfg: Any, seed: int, hashes: dict[str, str]) -> None:
+    """A model of a study (``<study>/best_model`` or ``<study>/confirm/<trial>-s<seed>``) must be scored on
+    the split its study ran on: the seed, the data files and the split settings its ``study.json`` records.
+    A model outside a study is not checked (its width still is).
+
+    Raises:
+        DataError: the study ran with another seed, data file or split setting (named, with the fix).
+    """
+    from omegaconf import OmegaConf
+
+    from siamese.errors import DataError
+
+    state = next((d / "study.json" for d in (folder.parent, folder.parent.parent) if (d / "study.json").is_file()), None)
+    if state is None:
+        return
+    study = json.loads(state.read_text())
+    fixed, given = study.get("fixed", {}), {"seed": str(seed), **{k: str(OmegaConf.select(cfg, k)) for k in SPLIT_KEYS}}
+    for key, value in given.items():
+        if key in fixed and fixed[key] != value:
+            raise DataError(f"{folder}'s study ran with {key}={fixed[key]} ({state}), not {value}: give the --data, "
+                            "--seed and --set it ran with")
+    for part, digest in study.get("data_sha256", {}).items():
+        if part in hashes and hashes[part] != digest:
+            raise DataError(f"{folder}'s study ran on another {part} file than data={cfg.data.name} reads now ({state}): "
+                            "give the --data and --set (data.train=…) it ran with")
 
 
 def scored(data: str, seed: int, models: list[Path], overrides: list[str] = ()) -> Iterator[tuple[Path, Any, np.ndarray, np.ndarray]]:
@@ -63,6 +95,7 @@ def scored(data: str, seed: int, models: list[Path], overrides: list[str] = ()) 
         cfg = compose_cfg("train", Path(store), f"data={data}", f"seed={seed}", *overrides, "data.preprocess=none")
     dataset = load_dataset(cfg.data, seed)
     for folder in models:
+        check_study(folder, cfg, seed, dataset.hashes)
         bundle = ModelBundle.load(folder)
         if bundle.dim != dataset.val.left.shape[1]:
             raise DataError(f"{folder} takes {bundle.dim} values a side, data={data} has {dataset.val.left.shape[1]}: "
@@ -111,15 +144,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from siamese.errors import UserError
 
-    missing = [m for m in args.models if not (m / "bundle.json").is_file()]
+    missing = [(m, f) for m in args.models for f in MODEL_FILES if not (m / f).is_file()]
     if missing:
-        print(f"error: {missing[0]} is not a model folder (no bundle.json): give folders such as a study's "
+        print(f"error: {missing[0][0]} is not a model folder (no {missing[0][1]}): give folders such as a study's "
               "best_model or confirm/<trial>-s<seed>", file=sys.stderr)
         return 2
     try:
         rows = compare(args.data, args.seed, args.models, args.set)
     except (UserError, HydraException) as exc:
-        print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        print(config_error(exc, args.set), file=sys.stderr)
         return 2
     print()
     print(summary(args.data, rows))

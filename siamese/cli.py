@@ -25,7 +25,7 @@ from siamese.paths import config_dir
 from siamese.stops import Stopped, install_stop_handlers
 
 
-def _one_line(report: str) -> str:
+def one_line(report: str) -> str:
     """Hydra's multi-line composition error as one line (first line + available options)."""
     lines = [ln.strip() for ln in report.splitlines() if ln.strip() and "HYDRA_FULL_ERROR" not in ln]
     if not lines:
@@ -45,11 +45,11 @@ def _one_line(report: str) -> str:
 
 def _hydra_message(report: str) -> str:
     """What to print for a config Hydra could not compose: its own message where it shows the fix
-    (a caret under the bad character, a quoting hint), else :func:`_one_line`."""
+    (a caret under the bad character, a quoting hint), else :func:`one_line`."""
     lines = [ln.rstrip() for ln in report.splitlines() if ln.strip() and "HYDRA_FULL_ERROR" not in ln]
     caret = next((i for i, ln in enumerate(lines) if ln.strip() == "^"), None)
     if caret is None and not any("quote the value" in ln for ln in lines):
-        return f"error: {_one_line(report)}"
+        return f"error: {one_line(report)}"
     # The caret lines up under the first line, which gains "error: " (7 characters).
     out = [f"error: {lines[0].strip()}", *((" " * 7 + ln if i == caret else ln.strip()) for i, ln in enumerate(lines[1:], 1))]
     if caret is not None:

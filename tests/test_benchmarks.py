@@ -62,29 +62,36 @@ def test_bench_quick_runs_every_benchmark_and_writes_valid_json(tmp_path):
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_accuracy_bench_cut_short_keeps_its_finished_cells_and_resume_runs_only_the_rest(tmp_path):
-    """Ctrl-C after the first cell (data set × seed) of the accuracy benchmark: no result file, the cell
-    kept; ``--resume`` runs only the other cell and reports the kept one's figures unchanged. A partial
-    written under other settings (quick vs full) is not resumed."""
+    """Ctrl-C in the second cell's study (data set × seed) of the accuracy benchmark: no result file, the
+    first cell kept; a rerun without ``--resume`` refuses to discard it; ``--resume`` runs only the second
+    cell, reports the first one's figures unchanged, and the question benchmark counts each study once
+    (not the attempt the stop cut short, whose parent run is still in the store)."""
     import signal
     import time
 
-    from benchmarks import accuracy
     from benchmarks.run import check
 
     cache, out = tmp_path / "cache", tmp_path / "results"
     env = {**os.environ, "SIAMESE_BENCH_CACHE": str(cache), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    argv = [sys.executable, "-m", "benchmarks.run", "--quick", "--only", "accuracy", "--out", str(out)]
-    partial = cache / "partial" / "accuracy.json"
+    argv = [sys.executable, "-m", "benchmarks.run", "--quick", "--only", "accuracy,question", "--out", str(out)]
+    partial = cache / "partial-quick" / "accuracy.json"
+    second_study = cache / "studies" / "accuracy-digits-s1" / "study.json"  # written once its parent run exists
     log = (tmp_path / "first.log").open("w")  # a file, not a pipe nobody reads while it runs
     proc = subprocess.Popen(argv, cwd=project_root(), env=env, stdout=log, stderr=subprocess.STDOUT)
-    while proc.poll() is None and not partial.exists():
-        time.sleep(0.5)
-    assert proc.poll() is None, "the benchmark ended before its first cell was written"
-    proc.send_signal(signal.SIGINT)  # while the second cell runs
-    assert proc.wait(timeout=300) != 0
-    assert not (out / "accuracy.json").exists()  # nothing half-written
+    while proc.poll() is None and not second_study.exists():
+        time.sleep(0.2)
+    assert proc.poll() is None, "the benchmark ended before the second cell's study began"
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=300) == 130
+    assert "--resume goes on from there" in (tmp_path / "first.log").read_text()
+    assert not (out / "accuracy.json").exists() and not (out / "question.json").exists()  # nothing half-written
     first = json.loads(partial.read_text())["data"]["cells"]
     assert list(first) == ["digits/s0"]
+
+    plain = subprocess.run(argv, cwd=project_root(), env=env, capture_output=True, text=True, timeout=300)
+    assert plain.returncode == 2 and partial.is_file()
+    assert plain.stderr.strip().splitlines()[-1].startswith(f"error: {partial} holds 1 finished cell(s)")
+    assert "add --resume" in plain.stderr
 
     proc = subprocess.run([*argv, "--resume"], cwd=project_root(), env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -96,15 +103,49 @@ def test_accuracy_bench_cut_short_keeps_its_finished_cells_and_resume_runs_only_
     assert result["tables"][0]["rows"][0][2] == 2  # every row over both seeds
     assert result["notes"] == ["1 of 2 cells (data set × seed: digits/s0) kept from an earlier run of the same code "
                                "and settings (--resume); their wall seconds are that run's"]
+    question = check(out / "question.json")
+    assert question["data"]["trials"] == 4  # 2 trials in each of 2 studies
+    assert "(4 trials of 2 default studies)" in question["tables"][0]["title"]
 
-    # the full benchmark's settings differ from --quick's: nothing of this partial is resumed
-    saved = accuracy.CACHE
-    try:
-        accuracy.CACHE = cache
-        kept, said = accuracy.finished_cells(quick=False)
-    finally:
-        accuracy.CACHE = saved
-    assert kept == {} and "written by other code or settings" in said
+
+def test_accuracy_bench_resume_reads_only_a_partial_of_this_code_and_size(tmp_path, monkeypatch):
+    """What ``--resume`` keeps: nothing from a partial written under other settings (the full size vs
+    --quick), an unreadable one, or one of other code; the cells of this run's data sets otherwise."""
+    from benchmarks import accuracy
+
+    monkeypatch.setattr(accuracy, "CACHE", tmp_path)
+    s = accuracy.settings(quick=True)
+    cell = [{"method": "majority class", "seconds": 1.0, "metrics": {"test_accuracy": 0.5}}]
+    saved = {"cells": {"digits/s0": cell, "mnist5k/s0": cell}, "fingerprint": accuracy.fingerprint(s)}
+    path = accuracy.partial_path(quick=True)
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"data": saved}))
+    kept, said = accuracy.finished_cells(quick=True)
+    assert kept == {"digits/s0": cell} and said.startswith("resuming: 1 finished cell(s)")  # mnist5k: not this run's
+    assert accuracy.unfinished(quick=True).startswith(f"{path} holds 1 finished cell(s)")
+    assert accuracy.finished_cells(quick=False) == ({}, f"nothing to resume: no {accuracy.partial_path(False)}; starting afresh")
+    path.write_text(json.dumps({"data": {**saved, "fingerprint": "0" * 16}}))  # written by other code
+    assert accuracy.finished_cells(quick=True)[0] == {} and accuracy.unfinished(quick=True) is None
+    for damaged in ('{"data": {"cells"', "[]", ""):
+        path.write_text(damaged)
+        kept, said = accuracy.finished_cells(quick=True)
+        assert kept == {} and "cannot be read" in said
+
+
+@pytest.mark.parametrize("argv, env, says", [
+    (["--quick", "--only", "accuracy"], "nosuch", "SIAMESE_BENCH_DATASETS=nosuch: ['nosuch'] not among"),
+    (["--quick", "--only", "accuracy"], "mnist5k", "--quick runs digits only"),
+    (["--only", "speed", "--resume"], "", "add accuracy to --only"),
+    (["--only", "question"], "", "run --only accuracy,question"),
+])
+def test_bench_bad_arguments_are_one_error_line_before_anything_runs(tmp_path, monkeypatch, capsys, argv, env, says):
+    from benchmarks.run import main
+
+    monkeypatch.setenv("SIAMESE_BENCH_DATASETS", env)
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and says in err[0], err
+    assert not (tmp_path / "out").exists()
 
 
 def test_render_keeps_each_results_own_date(tmp_path):
@@ -229,6 +270,10 @@ def test_threshold_rules_refuse_a_folder_without_a_model(tmp_path, capsys):
     assert thresholds.main([str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and str(tmp_path) in err and "bundle.json" in err
+    (tmp_path / "bundle.json").write_text("{}")  # a model folder whose model file is missing
+    assert thresholds.main([str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "no model.keras" in err and len(err.splitlines()) == 1
 
 
 def test_levers_check_every_row_before_any_run_trains(digits_cache, capsys):
@@ -249,7 +294,28 @@ def test_levers_an_override_hydra_cannot_parse_is_one_error_line(capsys):
 
     assert levers.main(["--data", "digits", "--seeds", "0", "--vary", "model.input_dropout=[0.1", "training.epochs=1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: ")
+    assert len(err) == 1 and err[0].startswith("error: cannot parse the override 'model.input_dropout=[0.1'"), err
+
+
+@pytest.mark.parametrize("bad, says", [
+    ("data.n_train=[", "cannot parse the override 'data.n_train=['"),
+    ("nokey", "cannot parse the override 'nokey'"),
+    ("data=nosuch", "available options in 'data': csv, digits"),
+    ("model.distnce=l1", "did you mean 'model.distance'?"),
+])
+def test_model_tools_name_the_override_hydra_refuses(tmp_path, capsys, bad, says):
+    """``benchmarks.thresholds`` and ``benchmarks.ensemble``: a --set Hydra cannot parse or apply is one
+    line naming it, with Hydra's options or the closest key, exit 2, before any model is read."""
+    from benchmarks import ensemble, thresholds
+
+    for name in ("00-s1", "00-s2"):  # folders shaped like models: the config is composed before they are read
+        (tmp_path / name).mkdir()
+        for f in thresholds.MODEL_FILES:
+            (tmp_path / name / f).write_text("")
+    for tool, target in ((thresholds, [str(tmp_path / "00-s1")]), (ensemble, [str(tmp_path)])):
+        assert tool.main(["--data", "digits", f"--set={bad}", *target]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: ") and says in err[0], (tool.__name__, err)
 
 
 def test_threshold_rules_refuse_a_model_of_another_width(tmp_path, digits_cache, capsys):
@@ -294,6 +360,11 @@ def test_seed_ensemble_table_keeps_the_studys_seed_and_scores_the_ensemble(tmp_p
     for r in rows:
         assert float(r[4]) <= float(r[8])  # no cut chosen on validation beats the best cut for test
         assert 0.5 <= float(r[6]) <= 1.0 and 0.5 <= float(r[7]) <= 1.0
+    # the study's own record (study.json) says which split its models must be scored on
+    for wrong, says in ((["--seed", "1"], "ran with seed=0"), (["--set=data.val_fraction=0.3"], "ran with data.val_fraction=0.2")):
+        assert ensemble.main([*argv, *wrong]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: ") and says in err[0] and "study.json" in err[0], err
 
 
 def test_seed_ensemble_refuses_a_folder_without_seed_models(tmp_path, capsys):
