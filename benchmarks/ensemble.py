@@ -22,7 +22,7 @@ import numpy as np
 from hydra.errors import HydraException
 
 from benchmarks.common import config_error
-from benchmarks.thresholds import MODEL_FILES, scored
+from benchmarks.thresholds import MODEL_FILES, scored, split_arguments
 
 COLUMNS = ["data", "trial", "seeds", "val AUC mean", "kept seed: test accuracy", "seed mean test accuracy",
            "ensemble test accuracy", "ensemble test AUC", "kept seed: oracle test accuracy"]
@@ -75,11 +75,7 @@ def table(data: str, rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="digits")
-    parser.add_argument("--seed", type=int, default=0, help="the seed the study used")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="a config override the study was given (e.g. data.train=…; repeatable)")
+    parser = split_arguments(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
     parser.add_argument("confirm", type=Path, help="a study's confirm/ folder (<trial>-s<seed> model folders)")
     args = parser.parse_args(argv)
     from siamese.errors import UserError

@@ -134,12 +134,18 @@ def summary(data: str, rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def split_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """``--data``, ``--seed`` and ``--set``: the split the models were trained on (checked against a
+    study's study.json, :func:`check_study`)."""
     parser.add_argument("--data", default="digits")
     parser.add_argument("--seed", type=int, default=0, help="the seed the models' study (or runs) used")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a config override the models' runs were given (e.g. data.train=…; repeatable)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = split_arguments(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
     parser.add_argument("models", nargs="+", type=Path, help="model folders (model.keras + bundle.json)")
     args = parser.parse_args(argv)
     from siamese.errors import UserError
