@@ -142,11 +142,19 @@ class StudyTuner(kt.Tuner):
         stops.check()
 
 
+# keras-tuner reads an oracle seed of 0 as "no seed" (``seed or random.randint(1, 10000)``, in
+# keras_tuner/src/engine/oracle.py): a seed=0 study drew other trials each time it ran. Seed 0 is given to
+# the oracle as this fixed stand-in (the largest seed NumPy takes: Bayesian optimisation seeds NumPy with it).
+ORACLE_SEED_FOR_ZERO = 2**32 - 1
+
+
 def make_oracle(cfg: DictConfig) -> kt.Oracle:
-    """The oracle ``conf/tuner/`` names, with the study's objective and budget."""
+    """The oracle ``conf/tuner/`` names, with the study's objective and budget; its draws depend on
+    ``tuner.oracle.seed`` only (seed 0 included: :data:`ORACLE_SEED_FOR_ZERO`)."""
     objective = kt.Objective(str(cfg.search.objective), str(cfg.search.direction))
+    seeded = {"seed": ORACLE_SEED_FOR_ZERO} if OmegaConf.select(cfg, "tuner.oracle.seed") == 0 else {}
     oracle = hydra.utils.instantiate(cfg.tuner.oracle, objective=objective,
-                                     max_consecutive_failed_trials=int(cfg.tuner.max_consecutive_failures))
+                                     max_consecutive_failed_trials=int(cfg.tuner.max_consecutive_failures), **seeded)
     # Hyperband sizes itself from max_epochs; cap it like the others so max_trials means the same.
     oracle.max_trials = int(cfg.tuner.max_trials)
     return oracle
