@@ -94,32 +94,36 @@ def main(argv: list[str] | None = None) -> int:
               "there: run --only accuracy,question (or give the --out of a run that has it)", file=sys.stderr)
         return 2
     from siamese.errors import ConfigError
+    from siamese.stops import Stopped, install_stop_handlers
 
     store = CACHE / ("store-quick" if args.quick else "store")
     kept: dict[str, Any] = {}
     if "accuracy" in names:
         try:
             interrupted = None if args.resume else accuracy.unfinished(args.quick)
+            kept, said = accuracy.finished_cells(args.quick) if args.resume else ({}, "")
         except ConfigError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         if interrupted:  # hours of finished cells are not thrown away by a rerun that forgot --resume
             print(f"error: {interrupted}", file=sys.stderr)
             return 2
-        if args.resume:
-            kept, said = accuracy.finished_cells(args.quick)
+        if said:
             print(said, flush=True)
         if not kept:  # afresh: the cells and their studies go together (the question benchmark reads the studies)
             shutil.rmtree(store, ignore_errors=True)
             accuracy.partial_path(args.quick).unlink(missing_ok=True)
     store.mkdir(parents=True, exist_ok=True)
+    install_stop_handlers()  # SIGTERM too ends the open runs KILLED and says how to go on
     try:
         results = _run(names, args, out, store, kept, command)
-    except KeyboardInterrupt:
-        if "accuracy" in names and accuracy.partial_path(args.quick).is_file():
-            print(f"stopped: the accuracy cells finished so far are in {accuracy.partial_path(args.quick)}; "
-                  "the same command with --resume goes on from there", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        partial = accuracy.partial_path(args.quick)
+        if "accuracy" in names:
+            print(f"stopped: the accuracy cells finished so far are in {partial}; the same command with --resume "
+                  "goes on from there" if partial.is_file() else "stopped before any accuracy cell finished",
+                  file=sys.stderr)
+        return exc.code if isinstance(exc, Stopped) else 130
     if not args.quick and args.out is None:
         refresh_readme(results)
     missed = [f"{r.name}: {t.target}" for r in results for t in r.targets if not t.met]

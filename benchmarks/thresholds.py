@@ -49,10 +49,13 @@ def platt_threshold(y: np.ndarray, s: np.ndarray) -> float:
 SPLIT_KEYS = ("data.name", "data.val_fraction", "data.split", "data.shuffle")  # with the seed: which pairs validate
 
 
-def check_study(folder: Path, cfg: Any, seed: int, hashes: dict[str, str]) -> None:
+def check_study(folder: Path, cfg: Any, seed: int, hashes: dict[str, str]) -> bool:
     """A model of a study (``<study>/best_model`` or ``<study>/confirm/<trial>-s<seed>``) must be scored on
     the split its study ran on: the seed, the data files and the split settings its ``study.json`` records.
     A model outside a study is not checked (its width still is).
+
+    Returns:
+        Whether the model is in a study folder (and so was checked).
 
     Raises:
         DataError: the study ran with another seed, data file or split setting (named, with the fix).
@@ -63,7 +66,7 @@ def check_study(folder: Path, cfg: Any, seed: int, hashes: dict[str, str]) -> No
 
     state = next((d / "study.json" for d in (folder.parent, folder.parent.parent) if (d / "study.json").is_file()), None)
     if state is None:
-        return
+        return False
     study = json.loads(state.read_text())
     fixed, given = study.get("fixed", {}), {"seed": str(seed), **{k: str(OmegaConf.select(cfg, k)) for k in SPLIT_KEYS}}
     for key, value in given.items():
@@ -74,6 +77,7 @@ def check_study(folder: Path, cfg: Any, seed: int, hashes: dict[str, str]) -> No
         if part in hashes and hashes[part] != digest:
             raise DataError(f"{folder}'s study ran on another {part} file than data={cfg.data.name} reads now ({state}): "
                             "give the --data and --set (data.train=…) it ran with")
+    return True
 
 
 def scored(data: str, seed: int, models: list[Path], overrides: list[str] = ()) -> Iterator[tuple[Path, Any, np.ndarray, np.ndarray]]:
@@ -83,19 +87,28 @@ def scored(data: str, seed: int, models: list[Path], overrides: list[str] = ()) 
         (model folder, the dataset, validation scores, test scores); scores are higher for "same".
 
     Raises:
-        DataError: a model takes another number of values a side than the data has.
+        ConfigError: ``seed`` given as an override, or a setting a run could not use.
+        DataError: a model's study ran on another split (:func:`check_study`), or a model takes another
+            number of values a side than the data has.
     """
     from siamese.bundle import ModelBundle
+    from siamese.checks import check_config
     from siamese.data import load_dataset
-    from siamese.errors import DataError
+    from siamese.errors import ConfigError, DataError
 
     # The pairs as read: each model applies its own preprocessing (fitted on its run's training split and
     # saved in its bundle), so models of one study that searched data.preprocess are each scored right.
+    if any(o.split("=", 1)[0].lstrip("+~") == "seed" for o in overrides):
+        raise ConfigError("seed is set by --seed, not --set")
     with tempfile.TemporaryDirectory() as store:
         cfg = compose_cfg("train", Path(store), f"data={data}", f"seed={seed}", *overrides, "data.preprocess=none")
+    check_config(cfg)
     dataset = load_dataset(cfg.data, seed)
+    for folder in models:  # every model checked before any is scored
+        if not check_study(folder, cfg, seed, dataset.hashes):
+            print(f"warning: {folder} is in no study folder (no study.json beside it): its seed and split are not "
+                  "checked; they must be the --seed and --set it was trained with", file=sys.stderr)
     for folder in models:
-        check_study(folder, cfg, seed, dataset.hashes)
         bundle = ModelBundle.load(folder)
         if bundle.dim != dataset.val.left.shape[1]:
             raise DataError(f"{folder} takes {bundle.dim} values a side, data={data} has {dataset.val.left.shape[1]}: "

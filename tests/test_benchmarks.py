@@ -137,6 +137,7 @@ def test_accuracy_bench_resume_reads_only_a_partial_of_this_code_and_size(tmp_pa
     (["--quick", "--only", "accuracy"], "mnist5k", "--quick runs digits only"),
     (["--only", "speed", "--resume"], "", "add accuracy to --only"),
     (["--only", "question"], "", "run --only accuracy,question"),
+    (["--quick", "--only", "accuracy", "--resume"], "nosuch", "SIAMESE_BENCH_DATASETS=nosuch: ['nosuch'] not among"),
 ])
 def test_bench_bad_arguments_are_one_error_line_before_anything_runs(tmp_path, monkeypatch, capsys, argv, env, says):
     from benchmarks.run import main
@@ -302,6 +303,8 @@ def test_levers_an_override_hydra_cannot_parse_is_one_error_line(capsys):
     ("nokey", "cannot parse the override 'nokey'"),
     ("data=nosuch", "available options in 'data': csv, digits"),
     ("model.distnce=l1", "did you mean 'model.distance'?"),
+    ("data.val_fraction=abc", "data.val_fraction='abc' must be a number in (0, 1)"),
+    ("seed=1", "seed is set by --seed"),
 ])
 def test_model_tools_name_the_override_hydra_refuses(tmp_path, capsys, bad, says):
     """``benchmarks.thresholds`` and ``benchmarks.ensemble``: a --set Hydra cannot parse or apply is one
@@ -335,7 +338,8 @@ def test_threshold_rules_refuse_a_model_of_another_width(tmp_path, digits_cache,
     assert thresholds.main(["--data", "csv", f"--set=data.train={tmp_path / 't.csv'}", f"--set=data.test={tmp_path / 't2.csv'}",
                             str(model)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith(f"error: {model} takes 64 values a side, data=csv has 4")
+    assert len(err) == 2 and err[1].startswith(f"error: {model} takes 64 values a side, data=csv has 4")
+    assert err[0].startswith(f"warning: {model} is in no study folder (no study.json")  # a run's model: split unchecked
 
 
 @pytest.mark.slow
