@@ -15,6 +15,7 @@ from typing import Any, Callable
 from benchmarks.common import CACHE, Result, Table, Target, compose_cfg, mean_sd, shared_available, timer, write
 from siamese.baselines import LogisticSettings, cosine_scores, majority, score_baseline, tuned_logistic
 from siamese.data import load_dataset
+from siamese import stops
 from siamese.paths import project_root
 from siamese.train import train
 from siamese.tune import tune
@@ -138,6 +139,9 @@ def run(quick: bool, store: Path, kept: dict[str, list[dict[str, Any]]] | None =
     # finished (partial_path), which `python -m benchmarks.run --resume` does not run again.
     for seed in s["seeds"]:
         for data in s["datasets"]:
+            # A stop that library code swallowed (Keras has bare excepts; siamese.stops remembers it) is
+            # raised here at the latest: the run must not go on to the next cell after Ctrl-C.
+            stops.check()
             key = f"{data}/s{seed}"
             if kept and key in kept:
                 cells[key] = kept[key]
@@ -161,6 +165,7 @@ def run(quick: bool, store: Path, kept: dict[str, list[dict[str, Any]]] | None =
                 with timer() as t:
                     metrics = train(compose_cfg("train", store, *common, f"experiment={preset}"))
                 add(method, metrics, t["s"])
+            stops.check()
             study_dir = CACHE / "studies" / f"accuracy-{data}-s{seed}"
             shutil.rmtree(study_dir, ignore_errors=True)
             with timer() as t:

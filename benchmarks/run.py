@@ -134,8 +134,11 @@ def main(argv: list[str] | None = None) -> int:
 def _run(names: list[str], args: argparse.Namespace, out: Path, store: Path, kept: dict[str, Any],
          command: str) -> list[Result]:
     """Each benchmark named, in ORDER: run, print, and write its JSON to ``out``."""
+    from siamese import stops
+
     results = []
     for name in [n for n in ORDER if n in names]:
+        stops.check()  # a stop swallowed inside the last benchmark
         t0 = time.perf_counter()
         print(f"== {name} ==", flush=True)
         if name == "question":
