@@ -47,9 +47,12 @@ def compare(data: str, seed: int, confirm: Path, overrides: list[str] = ()) -> l
     from siamese.metrics import bagged_threshold, best_threshold
 
     accuracy = lambda y, s, cut: float(np.mean((s >= cut) == (y == 1)))  # noqa: E731
+    groups = trials(confirm)
+    # One pass over every model: the data set is read and split once, not once per trial.
+    every = {folder: run for folder, *run in scored(data, seed, [f for fs in groups.values() for f in fs], overrides)}
     rows = []
-    for trial, folders in trials(confirm).items():
-        runs = list(scored(data, seed, folders, overrides))
+    for trial, folders in groups.items():
+        runs = [(folder, *every[folder]) for folder in folders]
         y_val, y_test = runs[0][1].val.y, runs[0][1].test.y
         per = [{"val_auc": roc_auc_score(y_val, sv), "test_accuracy": accuracy(y_test, st, bagged_threshold(y_val, sv)),
                 "oracle": best_threshold(y_test, st)[1]} for _, _, sv, st in runs]

@@ -98,7 +98,9 @@ def scored(data: str, seed: int, models: list[Path], overrides: list[str] = ()) 
 
     # The pairs as read: each model applies its own preprocessing (fitted on its run's training split and
     # saved in its bundle), so models of one study that searched data.preprocess are each scored right.
-    if any(o.split("=", 1)[0].lstrip("+~") == "seed" for o in overrides):
+    from benchmarks.levers import override_key
+
+    if any(override_key(o) == "seed" for o in overrides):
         raise ConfigError("seed is set by --seed, not --set")
     with tempfile.TemporaryDirectory() as store:
         cfg = compose_cfg("train", Path(store), f"data={data}", f"seed={seed}", *overrides, "data.preprocess=none")
