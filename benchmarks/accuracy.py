@@ -104,7 +104,15 @@ def finished_cells(quick: bool) -> tuple[dict[str, list[dict[str, Any]]], str]:
     try:
         saved = json.loads(path.read_text())["data"]
         cells, fp = dict(saved["cells"]), saved["fingerprint"]
-    except (ValueError, TypeError, KeyError) as exc:
+        for key, rows in cells.items():  # what summarise reads of each row, checked before it is trusted
+            data, _, seed = key.rpartition("/s")
+            if not data or not seed.isdigit() or not isinstance(rows, list) or not rows:
+                raise ValueError(key)
+            for r in rows:
+                if not (isinstance(r["method"], str) and isinstance(r["seconds"], (int, float))
+                        and all(isinstance(v, (int, float)) for v in r["metrics"].values())):
+                    raise ValueError(key)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
         return {}, f"nothing to resume: {path} cannot be read ({type(exc).__name__}); starting afresh"
     if fp != fingerprint(s):
         return {}, (f"nothing to resume: {path} was written by other code or settings "
@@ -201,7 +209,9 @@ def summarise(quick: bool, s: dict[str, Any], cells: dict[str, list[dict[str, An
         row = {k: [r.get(k, float("nan")) for r in runs] for k in
                ("test_accuracy", "test_auc", "test_f1", "val_auc", "seconds", "confirm_val_auc_sd")}
         summary.setdefault(data, {})[method] = {k: statistics.mean(v) for k, v in row.items()}
-        table.rows.append([data, method, len(runs), mean_sd(row["test_accuracy"]), mean_sd(row["test_auc"]),
+        # The row says the trial budget this run had (a --quick run's study has 2 trials, not 20).
+        label = STUDY.replace("(20 trials)", f"({s['budget']} trials)") if method == STUDY else method
+        table.rows.append([data, label, len(runs), mean_sd(row["test_accuracy"]), mean_sd(row["test_auc"]),
                            mean_sd(row["test_f1"]), round(statistics.mean(row["seconds"]), 1)])
         if method == STUDY:
             spread.rows.append(_study_rows(data, runs))

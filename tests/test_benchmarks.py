@@ -34,6 +34,8 @@ def test_bench_quick_runs_every_benchmark_and_writes_valid_json(tmp_path):
     accuracy = results["accuracy"]["data"]["summary"]["digits"]
     assert accuracy["cosine similarity"]["test_accuracy"] > accuracy["majority class"]["test_accuracy"]
     assert results["question"]["data"]["trials"] == 4
+    # the study's row names the budget this run had: 2 trials under --quick, not the full size's 20
+    assert {r[1] for r in results["accuracy"]["tables"][0]["rows"]} >= {"default study (2 trials) + confirmation"}
     # the same 4 trials by one process, 1 worker and 2 workers; on JAX by 1 and 2 workers
     parallel = results["parallel"]["data"]
     variants = ("tensorflow-0", "tensorflow-1", "tensorflow-2", "jax-1", "jax-2")
@@ -126,7 +128,9 @@ def test_accuracy_bench_resume_reads_only_a_partial_of_this_code_and_size(tmp_pa
     assert accuracy.finished_cells(quick=False) == ({}, f"nothing to resume: no {accuracy.partial_path(False)}; starting afresh")
     path.write_text(json.dumps({"data": {**saved, "fingerprint": "0" * 16}}))  # written by other code
     assert accuracy.finished_cells(quick=True)[0] == {} and accuracy.unfinished(quick=True) is None
-    for damaged in ('{"data": {"cells"', "[]", ""):
+    bad_cells = [{"digits/s0": []}, {"digits": cell}, {"digits/s0": [{"method": "x"}]}, {"digits/s0": "rows"},
+                 {"digits/s0": [{**cell[0], "metrics": {"test_accuracy": "high"}}]}, {"digits/s0": [None]}]
+    for damaged in ('{"data": {"cells"', "[]", "", *(json.dumps({"data": {**saved, "cells": c}}) for c in bad_cells)):
         path.write_text(damaged)
         kept, said = accuracy.finished_cells(quick=True)
         assert kept == {} and "cannot be read" in said
@@ -377,3 +381,73 @@ def test_seed_ensemble_refuses_a_folder_without_seed_models(tmp_path, capsys):
     assert ensemble.main(["--data", "digits", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and str(tmp_path) in err and "confirm/" in err and len(err.splitlines()) == 1
+
+
+def test_ceiling_chooses_each_setting_on_validation_and_scores_the_refit_at_the_split_fits_cut(digits_cache, monkeypatch):
+    """``benchmarks.ceiling``: the setting kept is the grid's best by validation AUC, and the refit (fit on
+    training + validation) is scored on test at the cut the split fit chose on validation."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.preprocessing import StandardScaler
+
+    from benchmarks import ceiling
+    from benchmarks.common import compose_cfg
+    from siamese.baselines import pair_features
+    from siamese.data import load_dataset
+    from siamese.metrics import choose_thresholds
+
+    grid = [{"C": 1e-4}, {"C": 1.0}]
+    monkeypatch.setattr(ceiling, "learners", lambda: {"logistic": (grid, lambda seed, **p: LogisticRegression(max_iter=3000, **p))})
+    cfg = compose_cfg("train", digits_cache / "store", "data=digits", "seed=0", f"++data.cache_dir={digits_cache}",
+                      "++data.n_train=400", "++data.n_test=150")
+    data = load_dataset(cfg.data, 0)
+    [row] = ceiling.sklearn_rows(data, 0)
+
+    x = {k: pair_features(getattr(data, k), ceiling.FEATURES) for k in ("train", "val", "test")}
+    scaler = StandardScaler().fit(x["train"])
+    fits = {g["C"]: LogisticRegression(max_iter=3000, C=g["C"]).fit(scaler.transform(x["train"]), data.train.y) for g in grid}
+    val_auc = {c: roc_auc_score(data.val.y, m.decision_function(scaler.transform(x["val"]))) for c, m in fits.items()}
+    best = max(val_auc, key=val_auc.get)
+    assert row["setting"] == {"C": best} and row["val_auc"] == pytest.approx(val_auc[best])
+    cut = choose_thresholds(data.val.y, fits[best].decision_function(scaler.transform(x["val"])))["threshold"]
+    whole = np.vstack([x["train"], x["val"]])
+    refit_scaler = StandardScaler().fit(whole)
+    refit = LogisticRegression(max_iter=3000, C=best).fit(refit_scaler.transform(whole), np.concatenate([data.train.y, data.val.y]))
+    s_test = refit.decision_function(refit_scaler.transform(x["test"]))
+    assert row["refit_test_accuracy"] == pytest.approx(np.mean((s_test >= cut) == (data.test.y > 0.5)))
+    assert row["refit_test_auc"] == pytest.approx(roc_auc_score(data.test.y, s_test))
+
+
+def test_ceiling_measures_a_trial_config_split_and_refit(digits_cache, capsys):
+    from benchmarks import ceiling
+
+    assert ceiling.main(["--data", "digits", "--seeds", "0", "--no-sklearn", f"++data.cache_dir={digits_cache}",
+                         "++data.n_train=300", "++data.n_test=100", "training.epochs=2"]) == 0
+    out = capsys.readouterr().out
+    [row] = [ln.split(" | ") for ln in out.splitlines() if ln.startswith("| digits |")]
+    assert row[1] == "Siamese (the given trial config)" and row[8].rstrip(" |") in ("epochs=1", "epochs=2")
+    assert all(0.0 <= float(v) <= 1.0 for v in row[3:8])
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["seed=3"], "seed is set by this benchmark"),
+    (["tracking.uri=/tmp/x"], "tracking.uri is set by this benchmark"),
+    (["--no-sklearn"], "--no-sklearn leaves nothing to measure"),
+    (["--seeds", "a"], "not a comma-separated list"),
+])
+def test_ceiling_bad_arguments_are_one_usage_line(argv, says, capsys):
+    from benchmarks import ceiling
+
+    with pytest.raises(SystemExit) as exit_:
+        ceiling.main(argv)
+    assert exit_.value.code == 2 and says in capsys.readouterr().err
+
+
+def test_ceiling_a_bad_value_is_one_error_line_before_anything_trains(digits_cache, capsys):
+    from benchmarks import ceiling
+
+    assert ceiling.main(["--data", "digits", "--seeds", "0,1", f"++data.cache_dir={digits_cache}", "model.dropout=lots"]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "model.dropout" in err[0]
+    assert "seed 0" not in captured.out  # no learner ran
