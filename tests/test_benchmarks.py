@@ -418,22 +418,58 @@ def test_ceiling_chooses_each_setting_on_validation_and_scores_the_refit_at_the_
     assert row["refit_test_auc"] == pytest.approx(roc_auc_score(data.test.y, s_test))
 
 
-def test_ceiling_measures_a_trial_config_split_and_refit(digits_cache, capsys):
+@pytest.mark.parametrize("stopping, kept", [
+    ([], "best"),  # early stopping restores the best epoch's weights: the refit trains that many epochs
+    (["training.early_stopping.restore_best=false"], "all"),  # the split fit kept its last epoch's weights
+    (["training.early_stopping.patience=null"], "all"),
+])
+def test_ceiling_refits_a_trial_config_for_the_epochs_whose_weights_the_split_fit_kept(digits_cache, capsys, monkeypatch,
+                                                                                         stopping, kept):
+    from benchmarks import ceiling
+    from siamese import engine
+
+    fits = []
+    real_fit = engine.fit
+    monkeypatch.setattr(engine, "fit", lambda spec, data, callbacks=None: fits.append(real_fit(spec, data, callbacks)) or fits[-1])
+    assert ceiling.main(["--data", "digits", "--seeds", "0", "--no-sklearn", f"++data.cache_dir={digits_cache}",
+                         "++data.n_train=300", "++data.n_test=100", "training.epochs=6",
+                         "training.early_stopping.patience=1", "optimizer.learning_rate=0.01", *stopping]) == 0
+    out = capsys.readouterr().out
+    [row] = [ln.split(" | ") for ln in out.splitlines() if ln.startswith("| digits |")]
+    split, refit = fits
+    loss = split.history["val_loss"]
+    want = len(split.history["loss"]) if kept == "all" else int(np.argmin(loss)) + 1
+    assert len(refit.history["loss"]) == want and row[8].rstrip(" |") == f"epochs={want}"
+    assert row[1] == "Siamese (the given trial config)" and all(0.0 <= float(v) <= 1.0 for v in row[3:8])
+    assert "seed 0: " in out  # the data's notes, as a run prints them
+
+
+def test_ceiling_a_diverged_fit_is_one_error_line(digits_cache, capsys):
     from benchmarks import ceiling
 
     assert ceiling.main(["--data", "digits", "--seeds", "0", "--no-sklearn", f"++data.cache_dir={digits_cache}",
-                         "++data.n_train=300", "++data.n_test=100", "training.epochs=2"]) == 0
-    out = capsys.readouterr().out
-    [row] = [ln.split(" | ") for ln in out.splitlines() if ln.startswith("| digits |")]
-    assert row[1] == "Siamese (the given trial config)" and row[8].rstrip(" |") in ("epochs=1", "epochs=2")
-    assert all(0.0 <= float(v) <= 1.0 for v in row[3:8])
+                         "++data.n_train=300", "++data.n_test=100", "training.epochs=2", "optimizer.learning_rate=1e9"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: training diverged"), err
+
+
+def test_ceiling_refuses_a_schedule_the_refit_cannot_repeat(digits_cache, capsys):
+    from benchmarks import ceiling
+
+    assert ceiling.main(["--data", "digits", "--seeds", "0", f"++data.cache_dir={digits_cache}", "optimizer.schedule=cosine"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "optimizer.schedule=cosine" in err[0] and "optimizer.schedule=constant" in err[0]
 
 
 @pytest.mark.parametrize("argv, says", [
     (["seed=3"], "seed is set by this benchmark"),
     (["tracking.uri=/tmp/x"], "tracking.uri is set by this benchmark"),
+    (["hydra.run.dir=/tmp/x"], "hydra.run.dir is set by this benchmark"),
     (["--no-sklearn"], "--no-sklearn leaves nothing to measure"),
+    (["--no-sklearn", "++data.n_train=300"], "--no-sklearn leaves nothing to measure"),
     (["--seeds", "a"], "not a comma-separated list"),
+    (["--seeds", "0,0"], "give distinct seeds"),
+    (["--seeds", "-1"], "give distinct seeds of 0 or more"),
 ])
 def test_ceiling_bad_arguments_are_one_usage_line(argv, says, capsys):
     from benchmarks import ceiling
