@@ -420,6 +420,7 @@ def test_ceiling_chooses_each_setting_on_validation_and_scores_the_refit_at_the_
 
 @pytest.mark.parametrize("stopping, kept", [
     ([], "best"),  # early stopping restores the best epoch's weights: the refit trains that many epochs
+    (["training.early_stopping.monitor=val_loss"], "best"),
     (["training.early_stopping.restore_best=false"], "all"),  # the split fit kept its last epoch's weights
     (["training.early_stopping.patience=null"], "all"),
 ])
@@ -437,8 +438,12 @@ def test_ceiling_refits_a_trial_config_for_the_epochs_whose_weights_the_split_fi
     out = capsys.readouterr().out
     [row] = [ln.split(" | ") for ln in out.splitlines() if ln.startswith("| digits |")]
     split, refit = fits
-    loss = split.history["val_loss"]
-    want = len(split.history["loss"]) if kept == "all" else int(np.argmin(loss)) + 1
+    if kept == "all":
+        want = len(split.history["loss"])
+    elif stopping:  # val_loss: the lowest
+        want = int(np.argmin(split.history["val_loss"])) + 1
+    else:  # the default monitor, the validation AUC: the highest
+        want = int(np.argmax(split.history["val_auc_epoch"])) + 1
     assert len(refit.history["loss"]) == want and row[8].rstrip(" |") == f"epochs={want}"
     assert row[1] == "Siamese (the given trial config)" and all(0.0 <= float(v) <= 1.0 for v in row[3:8])
     assert "seed 0: " in out  # the data's notes, as a run prints them
