@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -29,13 +28,13 @@ from hydra.errors import HydraException
 from benchmarks.common import compose_cfg, config_error, mean_sd
 from benchmarks.levers import listed, override_key
 
-# Learner name → (grid of settings, maker: setting → unfitted scikit-learn estimator). Small grids: each
-# point is a fit on a few thousand pairs of ~1,000 standardised features.
 FEATURES = ("sum", "absdiff", "product", "cosine")  # the study's logistic baseline's pair features
 
 
 def learners() -> dict[str, tuple[list[dict[str, Any]], Callable[..., Any]]]:
-    """The scikit-learn learners and their grids (imported here: scikit-learn is slow to import)."""
+    """The scikit-learn learners: name → (grid of settings, maker: (seed, **setting) → unfitted estimator),
+    imported here (scikit-learn is slow to import). Small grids: each point is a fit on a few thousand pairs
+    of ~1,000 standardised features."""
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.linear_model import LogisticRegression
     from sklearn.neural_network import MLPClassifier
@@ -91,10 +90,11 @@ def sklearn_rows(data: Any, seed: int) -> list[dict[str, Any]]:
         fits = []
         for setting in grid:
             model = make(seed, **setting).fit(x["train"], data.train.y)
-            fits.append((auc(data.val.y, _score(model, x["val"])), setting, model))
-        _, setting, model = max(fits, key=lambda f: f[0])
+            s_val = _score(model, x["val"])
+            fits.append((auc(data.val.y, s_val), setting, model, s_val))
+        _, setting, model, s_val = max(fits, key=lambda f: f[0])
         refit = make(seed, **setting).fit(refit_scaler.transform(whole), np.concatenate([data.train.y, data.val.y]))
-        metrics = _test_metrics(data.val.y, _score(model, x["val"]), data.test.y, _score(model, x["test"]),
+        metrics = _test_metrics(data.val.y, s_val, data.test.y, _score(model, x["test"]),
                                 _score(refit, refit_scaler.transform(feats["test"])))
         rows.append({"learner": name, "seed": seed, "setting": setting, **metrics})
         print(f"{name} seed {seed} {_setting(setting)}: " + " ".join(f"{k}={v:.4f}" for k, v in metrics.items()), flush=True)
@@ -150,6 +150,7 @@ def measure(data_name: str, seeds: list[int], overrides: list[str], store: Path,
     from siamese.data import load_dataset
     from siamese.errors import ConfigError
 
+    with_siamese = trial_config_given(overrides)
     cfgs = [compose_cfg("train", store, f"data={data_name}", f"seed={s}", "training.verbose=0", *overrides) for s in seeds]
     backend.start_for(cfgs[0])
     from siamese import engine
@@ -157,7 +158,7 @@ def measure(data_name: str, seeds: list[int], overrides: list[str], store: Path,
     for cfg in cfgs:  # every config checked before the first fit
         engine.RunSpec.of(cfg)
         schedule = str(cfg.optimizer.get("schedule", "constant"))
-        if schedule != "constant" and trial_config_given(overrides):
+        if schedule != "constant" and with_siamese:
             # cosine runs over training.epochs, plateau watches validation: the refit could not repeat either
             raise ConfigError(f"optimizer.schedule={schedule}: the refit cannot repeat a learning-rate schedule; "
                               "measure the config with optimizer.schedule=constant")
@@ -168,7 +169,7 @@ def measure(data_name: str, seeds: list[int], overrides: list[str], store: Path,
             print(f"seed {seed}: {note}", flush=True)
         if with_sklearn:
             rows += sklearn_rows(data, seed)
-        if trial_config_given(overrides):
+        if with_siamese:
             rows.append(siamese_row(cfg, data))
     return rows
 
@@ -203,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"{key} is set by this benchmark (--seeds, --data, a temporary store): leave it out")
     if args.no_sklearn and not trial_config_given(args.overrides):
         parser.error("--no-sklearn leaves nothing to measure: give a trial config (train overrides outside data.*)")
+    from siamese.cli import debug
     from siamese.errors import TrainingFailed, UserError
 
     try:
@@ -212,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         print(config_error(exc, args.overrides), file=sys.stderr)
         return 2
     except TrainingFailed as exc:  # one line, as siamese.train says it; the rows so far were printed
-        if os.environ.get("SIAMESE_DEBUG") == "1":
+        if debug():  # the traceback, as the siamese tools give it
             raise
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -85,7 +85,7 @@ def did_you_mean(message: str, config_name: str) -> str:
     return f" (did you mean '{'.'.join([*parent, close[0], *path[len(parent) + 1:]])}'?)"
 
 
-def _debug() -> bool:
+def debug() -> bool:
     return os.environ.get("SIAMESE_DEBUG", "") not in ("", "0")
 
 
@@ -153,7 +153,7 @@ def entry(task: Callable[[DictConfig], Any], config_name: str, **argv_rules: Any
             with required_values():  # a ``???`` value not given: one line naming the key
                 return task(cfg)
         except (UserError, TrainingFailed) as exc:  # one line; the traceback only with SIAMESE_DEBUG=1
-            if _debug():
+            if debug():
                 traceback.print_exc()
             print(f"error: {exc}", file=sys.stderr)
             sys.exit(2 if isinstance(exc, UserError) else 1)
