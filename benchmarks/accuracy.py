@@ -37,7 +37,7 @@ def settings(quick: bool) -> dict[str, Any]:
 
     Raises:
         ConfigError: ``SIAMESE_BENCH_DATASETS`` names a data set this run cannot have (unknown, its shared
-            folder absent, or a shared one under ``--quick``).
+            folder absent, or a shared one under ``--quick``), or ``SIAMESE_BENCH_SEEDS`` a seed it does not run.
     """
     from siamese.errors import ConfigError
 
@@ -51,9 +51,16 @@ def settings(quick: bool) -> dict[str, Any]:
                               f"among this run's data sets {datasets} (--quick runs digits only; the shared ones need "
                               "../shared/datasets)")
         datasets = [d for d in datasets if d in asked]
+    seeds = [0, 1] if quick else [0, 1, 2]
+    if os.environ.get("SIAMESE_BENCH_SEEDS"):  # a subset, e.g. to split a run over processes (cells merge by key)
+        raw = os.environ["SIAMESE_BENCH_SEEDS"]
+        asked_seeds = [s.strip() for s in raw.split(",") if s.strip()]
+        if not asked_seeds or any(not s.isdigit() or int(s) not in seeds for s in asked_seeds):
+            raise ConfigError(f"SIAMESE_BENCH_SEEDS={raw}: give a comma-separated subset of this run's seeds {seeds}")
+        seeds = [s for s in seeds if str(s) in asked_seeds]
     return {
         "datasets": datasets,
-        "seeds": [0, 1] if quick else [0, 1, 2],
+        "seeds": seeds,
         "budget": 2 if quick else 20,
         "small": ["++data.n_train=600", "++data.n_test=200", "training.epochs=3"] if quick else [],
         # Quick: confirmation of the best trial on two seeds (the path, not the figure).
@@ -81,7 +88,10 @@ def fingerprint(s: dict[str, Any]) -> str:
     only under the same fingerprint, so a code or config change between the two runs starts afresh."""
     import keras
 
-    h = hashlib.sha256(json.dumps({k: s[k] for k in sorted(s) if k != "datasets"}, sort_keys=True).encode())
+    # Which data sets and seeds are not part of it: a cell's key names them, so cells of runs over different
+    # subsets (SIAMESE_BENCH_DATASETS, SIAMESE_BENCH_SEEDS) of the same code can be kept together.
+    h = hashlib.sha256(json.dumps({k: s[k] for k in sorted(s) if k not in ("datasets", "seeds")},
+                                  sort_keys=True).encode())
     h.update(keras.backend.backend().encode())
     root = project_root()
     files = [*sorted((root / "siamese").rglob("*.py")), *sorted((root / "conf").rglob("*.yaml")),
@@ -117,7 +127,8 @@ def finished_cells(quick: bool) -> tuple[dict[str, list[dict[str, Any]]], str]:
     if fp != fingerprint(s):
         return {}, (f"nothing to resume: {path} was written by other code or settings "
                     "(siamese/, conf/, the benchmark or the Keras backend differ); starting afresh")
-    cells = {k: v for k, v in cells.items() if k.rsplit("/s", 1)[0] in s["datasets"]}
+    cells = {k: v for k, v in cells.items()
+             if k.rsplit("/s", 1)[0] in s["datasets"] and int(k.rsplit("/s", 1)[1]) in s["seeds"]}
     return cells, f"resuming: {len(cells)} finished cell(s) kept from {path} ({', '.join(cells) or 'none'})"
 
 
