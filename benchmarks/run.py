@@ -5,12 +5,15 @@
     python -m benchmarks.run --only speed,growth --out DIR
     python -m benchmarks.run --render        # rewrite README tables from benchmarks/results/*.json
     python -m benchmarks.run --resume        # after a stop: the accuracy cells (data set × seed) it finished are kept
+    python -m benchmarks.run --resume --merge ../other/experiments/bench/partial/accuracy.json
+                                             # and those of runs over other SIAMESE_BENCH_DATASETS / _SEEDS
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import sys
@@ -64,6 +67,62 @@ def refresh_readme(results: list[Result], readme: Path = ROOT / "README.md") -> 
     readme.write_text(text)
 
 
+def merge_partials(paths: list[Path], quick: bool) -> str:
+    """Add the finished accuracy cells of other runs' partial files to this checkout's, so ``--resume``
+    keeps them all: one long run split over processes (each its own checkout, store and subset of
+    ``SIAMESE_BENCH_DATASETS`` / ``SIAMESE_BENCH_SEEDS``) is summarised as one.
+
+    Args:
+        paths: partial files (``experiments/bench/partial/accuracy.json`` of the other checkouts).
+        quick: whether this is a ``--quick`` run (its partial is another file).
+
+    Returns:
+        A line naming the cells added.
+
+    Raises:
+        ConfigError: a file unreadable, written by other code or settings (its fingerprint is not this
+            code's), or holding a cell this checkout's partial already has.
+    """
+    from siamese.errors import ConfigError
+
+    own = accuracy.partial_path(quick)
+    fp = accuracy.fingerprint(accuracy.settings(quick))
+    try:
+        merged = json.loads(own.read_text()) if own.is_file() else {"data": {"cells": {}, "fingerprint": fp}}
+        mine = merged["data"]["fingerprint"], dict(merged["data"]["cells"])
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ConfigError(f"{own} cannot be read ({type(exc).__name__}): delete it to merge into a fresh one") from None
+    if mine[0] != fp:
+        raise ConfigError(f"{own} was written by other code or settings: delete it, or merge in the checkout that wrote it")
+    added = []
+    for path in paths:
+        try:
+            data = json.loads(path.read_text())["data"]
+            cells, their_fp = dict(data["cells"]), data["fingerprint"]
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            raise ConfigError(f"--merge {path}: cannot be read ({type(exc).__name__}); give a partial accuracy.json "
+                              "of an accuracy run") from None
+        if their_fp != fp:
+            raise ConfigError(f"--merge {path}: written by other code or settings (siamese/, conf/, the benchmark "
+                              "or the Keras backend differ from this checkout's); run both with the same code")
+        clash = sorted(set(cells) & set(merged["data"]["cells"]))
+        if clash:
+            raise ConfigError(f"--merge {path}: cell(s) {', '.join(clash)} are already in {own}; merge runs over "
+                              "different data sets or seeds")
+        merged["data"]["cells"].update(cells)
+        added += list(cells)
+    before = own.read_text() if own.is_file() else None
+    own.parent.mkdir(parents=True, exist_ok=True)
+    tmp = own.with_suffix(".json.partial")
+    tmp.write_text(json.dumps(merged, indent=1))
+    os.replace(tmp, own)
+    _, said = accuracy.finished_cells(quick)  # the cells checked as --resume checks them, before it trusts them
+    if "cannot be read" in said:  # else --resume would start afresh and delete this checkout's finished cells
+        own.write_text(before) if before is not None else own.unlink()
+        raise ConfigError(f"--merge {' '.join(map(str, paths))}: a cell there is malformed; nothing merged")
+    return f"merged: {len(added)} finished cell(s) added to {own} ({', '.join(added) or 'none'})"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="every benchmark at a small size")
@@ -71,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="where JSON goes (default benchmarks/results[/quick])")
     parser.add_argument("--resume", action="store_true",
                         help="keep the accuracy cells (data set × seed) an interrupted run of the same code finished")
+    parser.add_argument("--merge", nargs="+", type=Path, default=[], metavar="PARTIAL",
+                        help="with --resume: first add the finished accuracy cells of these partial files (runs of the "
+                             "same code over other SIAMESE_BENCH_DATASETS / SIAMESE_BENCH_SEEDS, in other checkouts)")
     parser.add_argument("--render", action="store_true", help="only rewrite benchmarks/README.md from the saved JSON")
     args = parser.parse_args(argv)
     if args.render:
@@ -93,8 +155,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: the question benchmark reads the accuracy benchmark's {out / 'accuracy.json'}, which is not "
               "there: run --only accuracy,question (or give the --out of a run that has it)", file=sys.stderr)
         return 2
+    if args.merge and not args.resume:
+        print("error: --merge adds finished cells to a resumed run: add --resume", file=sys.stderr)
+        return 2
     from siamese.errors import ConfigError
     from siamese.stops import Stopped, install_stop_handlers
+
+    if args.merge:
+        try:
+            said = merge_partials(args.merge, args.quick)
+        except ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(said, flush=True)
 
     store = CACHE / ("store-quick" if args.quick else "store")
     kept: dict[str, Any] = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -124,6 +125,13 @@ def test_accuracy_bench_resume_reads_only_a_partial_of_this_code_and_size(tmp_pa
     path.write_text(json.dumps({"data": saved}))
     kept, said = accuracy.finished_cells(quick=True)
     assert kept == {"digits/s0": cell} and said.startswith("resuming: 1 finished cell(s)")  # mnist5k: not this run's
+    # A run over a subset of the seeds has the same fingerprint (cells merge by key) and keeps only its own.
+    monkeypatch.setenv("SIAMESE_BENCH_SEEDS", "1")
+    assert accuracy.settings(quick=True)["seeds"] == [1] and accuracy.fingerprint(accuracy.settings(quick=True)) == saved["fingerprint"]
+    assert accuracy.finished_cells(quick=True)[0] == {}
+    monkeypatch.setenv("SIAMESE_BENCH_SEEDS", "0, 1")
+    assert accuracy.finished_cells(quick=True)[0] == {"digits/s0": cell}
+    monkeypatch.delenv("SIAMESE_BENCH_SEEDS")
     assert accuracy.unfinished(quick=True).startswith(f"{path} holds 1 finished cell(s)")
     assert accuracy.finished_cells(quick=False) == ({}, f"nothing to resume: no {accuracy.partial_path(False)}; starting afresh")
     path.write_text(json.dumps({"data": {**saved, "fingerprint": "0" * 16}}))  # written by other code
@@ -136,17 +144,63 @@ def test_accuracy_bench_resume_reads_only_a_partial_of_this_code_and_size(tmp_pa
         assert kept == {} and "cannot be read" in said
 
 
+def test_merge_adds_the_finished_cells_of_runs_over_other_subsets(tmp_path, monkeypatch, capsys):
+    """``--resume --merge PARTIAL…``: one accuracy run split over checkouts (SIAMESE_BENCH_DATASETS /
+    SIAMESE_BENCH_SEEDS) is summarised as one; a file of other code, a malformed one, or one repeating a cell
+    is refused with one line and this checkout's partial left as it was."""
+    from benchmarks import accuracy
+    from benchmarks.run import main, merge_partials
+    from siamese.errors import ConfigError
+
+    monkeypatch.setattr(accuracy, "CACHE", tmp_path / "here")
+    fp = accuracy.fingerprint(accuracy.settings(quick=True))
+    cell = [{"method": "majority class", "seconds": 1.0, "metrics": {"test_accuracy": 0.5}}]
+    own = accuracy.partial_path(quick=True)
+    own.parent.mkdir(parents=True)
+    own.write_text(json.dumps({"data": {"cells": {"digits/s0": cell}, "fingerprint": fp, "store": "kept"}}))
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"data": {"cells": {"digits/s1": cell}, "fingerprint": fp}}))
+    assert merge_partials([other], quick=True) == f"merged: 1 finished cell(s) added to {own} (digits/s1)"
+    assert accuracy.finished_cells(quick=True)[0] == {"digits/s0": cell, "digits/s1": cell}
+    assert json.loads(own.read_text())["data"]["store"] == "kept"  # the rest of this checkout's partial untouched
+    merged = own.read_text()
+    bad = tmp_path / "bad.json"
+    for text, says in [(json.dumps({"data": {"cells": {"digits/s1": cell}, "fingerprint": fp}}), "already in"),
+                       (json.dumps({"data": {"cells": {"digits/s2": cell}, "fingerprint": "0" * 16}}), "other code"),
+                       ('{"data": {', "cannot be read (JSONDecodeError)"),
+                       (json.dumps({"data": {"cells": {"digits/s2": [{"method": 1}]}, "fingerprint": fp}}), "malformed")]:
+        bad.write_text(text)
+        with pytest.raises(ConfigError, match=re.escape(says)):
+            merge_partials([bad], quick=True)
+        assert own.read_text() == merged
+    with pytest.raises(ConfigError, match="cannot be read"):
+        merge_partials([tmp_path / "absent.json"], quick=True)
+    assert main(["--quick", "--only", "accuracy", "--merge", str(other), "--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.strip() == "error: --merge adds finished cells to a resumed run: add --resume"
+    own.write_text(json.dumps({"data": {"cells": {}, "fingerprint": "0" * 16}}))
+    with pytest.raises(ConfigError, match="written by other code"):
+        merge_partials([other], quick=True)
+    own.unlink()  # no partial here yet: the merged cells start one
+    merge_partials([other], quick=True)
+    assert accuracy.finished_cells(quick=True)[0] == {"digits/s1": cell}
+
+
 @pytest.mark.parametrize("argv, env, says", [
     (["--quick", "--only", "accuracy"], "nosuch", "SIAMESE_BENCH_DATASETS=nosuch: ['nosuch'] not among"),
     (["--quick", "--only", "accuracy"], "mnist5k", "--quick runs digits only"),
     (["--only", "speed", "--resume"], "", "add accuracy to --only"),
     (["--only", "question"], "", "run --only accuracy,question"),
     (["--quick", "--only", "accuracy", "--resume"], "nosuch", "SIAMESE_BENCH_DATASETS=nosuch: ['nosuch'] not among"),
+    (["--quick", "--only", "accuracy"], "seeds=2", "SIAMESE_BENCH_SEEDS=2: give a comma-separated subset of this run's seeds [0, 1]"),
+    (["--quick", "--only", "accuracy"], "seeds=one", "SIAMESE_BENCH_SEEDS=one: give a comma-separated subset"),
+    (["--quick", "--only", "accuracy", "--resume"], "seeds=,", "SIAMESE_BENCH_SEEDS=,: give a comma-separated subset"),
 ])
 def test_bench_bad_arguments_are_one_error_line_before_anything_runs(tmp_path, monkeypatch, capsys, argv, env, says):
     from benchmarks.run import main
 
-    monkeypatch.setenv("SIAMESE_BENCH_DATASETS", env)
+    seeds = env.startswith("seeds=")
+    monkeypatch.setenv("SIAMESE_BENCH_SEEDS", env.removeprefix("seeds=") if seeds else "")
+    monkeypatch.setenv("SIAMESE_BENCH_DATASETS", "" if seeds else env)
     assert main([*argv, "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and says in err[0], err
