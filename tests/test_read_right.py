@@ -120,7 +120,8 @@ def test_columns_printed_once_logged_and_leakage_counted(make_cfg, store, tmp_pa
     assert warnings == [f"warning: leakage: {seen} of 100 test pairs have a side identical to a training vector "
                         f"({both} both sides), {dup} of {len(data.val)} validation pairs repeat a training pair (logged "
                         "as test_pairs_seen_in_train, test_pairs_both_sides_in_train, val_pairs_duplicated_in_train): "
-                        "test figures may flatter the model"]
+                        "test figures may flatter the model; validation scores pairs the model trained on "
+                        "(data.split=grouped keeps them apart)"]
     client = MlflowClient(f"sqlite:///{store}/mlflow.db")
     (run,) = client.search_runs([client.get_experiment_by_name("csv").experiment_id])
     assert run.info.status == "FINISHED"
@@ -213,3 +214,23 @@ def test_export_scores_zero_rows(make_cfg, digits_files, tmp_path):
     assert np.isfinite(got["score"]).all() and len(got["score"]) == 130
     np.testing.assert_allclose(got["score"], s, atol=1e-5)
     assert got["same"] == [bool(p) for p in pred]
+
+
+@pytest.mark.parametrize("split, warned", [("random", True), ("grouped", False)])
+def test_validation_pairs_that_repeat_training_pairs_warn_of_validation_not_test(make_cfg, tmp_path, split, warned):
+    """A test file disjoint from training but pairs repeated across a random validation cut: the one
+    warning line says what is at risk (validation, and the split that keeps them apart), not the test
+    figures; a grouped split has nothing to warn about."""
+    frame = table(200)
+    frame = pd.concat([frame, frame.iloc[:60]], ignore_index=True)
+    cfg = csv_cfg(make_cfg, write(frame, tmp_path / "tr.csv"), write(table(100, seed=1), tmp_path / "te.csv"),
+                  f"data.split={split}")
+    data = load_dataset(cfg.data, int(cfg.seed))
+    warnings = [n for n in data.notes if n.startswith("warning: leakage")]
+    assert data.overlap["test_pairs_seen_in_train"] == 0
+    assert (data.overlap["val_pairs_duplicated_in_train"] > 0) == warned
+    assert warnings == ([f"warning: leakage: 0 of 100 test pairs have a side identical to a training vector (0 both "
+                         f"sides), {int(data.overlap['val_pairs_duplicated_in_train'])} of {len(data.val)} validation "
+                         "pairs repeat a training pair (logged as test_pairs_seen_in_train, test_pairs_both_sides_in_train, "
+                         "val_pairs_duplicated_in_train): validation scores pairs the model trained on "
+                         "(data.split=grouped keeps them apart)"] if warned else [])

@@ -98,10 +98,14 @@ def _notes(spec: ColumnSpec, dropped: dict[str, list[str]], overlap: dict[str, f
     seen, both = int(overlap["test_pairs_seen_in_train"]), int(overlap["test_pairs_both_sides_in_train"])
     dup = int(overlap["val_pairs_duplicated_in_train"])
     if seen or dup:
+        # What each count puts at risk: test seen in training flatters the reported figures; validation pairs
+        # that are training pairs flatter the figures trials are chosen on (a grouped split keeps them apart).
+        risks = [*(["test figures may flatter the model"] if seen else []),
+                 *(["validation scores pairs the model trained on (data.split=grouped keeps them apart)"] if dup else [])]
         notes.append(f"warning: leakage: {seen} of {n_test} test pairs have a side identical to a training vector "
                      f"({both} both sides), {dup} of {n_val} validation pairs repeat a training pair (logged as "
                      "test_pairs_seen_in_train, test_pairs_both_sides_in_train, val_pairs_duplicated_in_train): "
-                     "test figures may flatter the model")
+                     + "; ".join(risks))
     return notes
 
 
