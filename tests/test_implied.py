@@ -239,7 +239,7 @@ def test_a_train_run_records_how_many_pairs_were_mined(make_cfg, store):
     assert run.data.params["training.implied_pairs"] == "1"
 
 
-@pytest.mark.parametrize("data, ratio", [("digits", 0), ("mnist5k", 10), ("mrpc-minilm", 0),
+@pytest.mark.parametrize("data, ratio", [("digits", 10), ("mnist5k", 10), ("mrpc-minilm", 0),
                                          ("csv data.train=a.csv data.test=b.csv", 4)])
 def test_the_ratio_is_the_data_configs_and_the_command_line_wins(make_cfg, data, ratio):
     """``training.implied_pairs`` defaults to ``data.implied_pairs`` (what each data set's benchmark
