@@ -25,7 +25,7 @@ from typing import Any, Callable
 import numpy as np
 from hydra.errors import HydraException
 
-from benchmarks.common import compose_cfg, config_error, mean_sd
+from benchmarks.common import compose_cfg, config_error, mean_sd, run_tool
 from benchmarks.levers import listed, override_key
 
 FEATURES = ("sum", "absdiff", "product", "cosine")  # the study's logistic baseline's pair features
@@ -224,4 +224,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_tool(main)

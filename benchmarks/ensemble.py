@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from hydra.errors import HydraException
 
-from benchmarks.common import config_error
+from benchmarks.common import config_error, run_tool
 from benchmarks.thresholds import MODEL_FILES, scored, split_arguments
 
 COLUMNS = ["data", "trial", "seeds", "val AUC mean", "kept seed: test accuracy", "seed mean test accuracy",
@@ -98,4 +98,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_tool(main)

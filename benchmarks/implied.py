@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from benchmarks.common import run_tool
 from benchmarks.levers import listed, override_key, run
 
 
@@ -30,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ratios", default=[0.0, 4.0], type=_ratios, help="e.g. 0,4,10 (numbers ≥ 0)")
     parser.add_argument("--seeds", default=[0, 1], type=listed(int), help="e.g. 0,1,2")
     parser.add_argument("overrides", nargs="*", help="the trial config, as train overrides")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # overrides may come before and after the options
     if any(override_key(o) == "training.implied_pairs" for o in args.overrides):
         parser.error("set the ratios with --ratios, not training.implied_pairs=")
     variants = [(f"{r:g}", [f"training.implied_pairs={r}"]) for r in args.ratios]
@@ -38,4 +39,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_tool(main)

@@ -28,7 +28,7 @@ from typing import Any
 
 from hydra.errors import HydraException
 
-from benchmarks.common import compose_cfg, config_error, mean_sd
+from benchmarks.common import compose_cfg, config_error, mean_sd, run_tool
 
 METRICS = ("val_auc", "test_auc", "test_accuracy")
 
@@ -160,4 +160,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_tool(main)

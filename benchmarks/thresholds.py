@@ -25,7 +25,7 @@ from typing import Any, Iterator
 import numpy as np
 from hydra.errors import HydraException
 
-from benchmarks.common import compose_cfg, config_error
+from benchmarks.common import compose_cfg, config_error, run_tool
 
 RULES = ("empirical", "bagged", "platt")
 MODEL_FILES = ("bundle.json", "model.keras")  # what a saved model folder holds
@@ -162,7 +162,7 @@ def split_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = split_arguments(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
     parser.add_argument("models", nargs="+", type=Path, help="model folders (model.keras + bundle.json)")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # model folders before and after the options
     from siamese.errors import UserError
 
     missing = [(m, f) for m in args.models for f in MODEL_FILES if not (m / f).is_file()]
@@ -181,4 +181,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_tool(main)

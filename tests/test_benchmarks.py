@@ -538,6 +538,32 @@ def test_ceiling_bad_arguments_are_one_usage_line(argv, says, capsys):
     assert exit_.value.code == 2 and says in capsys.readouterr().err
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("tool, args, signum, code", [
+    ("implied", ["--ratios", "0,1,2,3", "--seeds", "0,1", "training.epochs=1"], "SIGINT", 130),
+    ("ceiling", ["--seeds", "0,1,2"], "SIGTERM", 143),
+])
+def test_single_question_tools_stopped_say_one_line_not_a_traceback(tmp_path, digits_cache, tool, args, signum, code):
+    """Ctrl-C or SIGTERM while a single-question tool (``benchmarks.implied``, ``ceiling``, …) measures: one
+    ``error: stopped by …`` line, the shell's code for the signal, no table and no traceback."""
+    import signal
+
+    argv = [sys.executable, "-m", f"benchmarks.{tool}", "--data", "digits", f"++data.cache_dir={digits_cache}",
+            "++data.n_train=300", "++data.n_test=100", *args]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "SIAMESE_DEBUG": "0"}
+    proc = subprocess.Popen(argv, cwd=project_root(), env=env, stdout=subprocess.PIPE,
+                            stderr=(tmp_path / "err.log").open("w"), text=True)
+    first = proc.stdout.readline()  # the first measurement printed: the tool is mid-way through its rows
+    assert first and proc.poll() is None, f"ended before a stop could land: {first!r}"
+    proc.send_signal(getattr(signal, signum))
+    rest = proc.stdout.read()
+    assert proc.wait(timeout=300) == code
+    err = (tmp_path / "err.log").read_text()
+    assert "Traceback" not in err, err[-3000:]
+    assert err.strip().splitlines()[-1].startswith(f"error: stopped by {'Ctrl-C (SIGINT)' if signum == 'SIGINT' else 'signal SIGTERM'}; nothing was kept")
+    assert "| digits |" not in rest  # no table from a stopped run
+
+
 def test_ceiling_a_bad_value_is_one_error_line_before_anything_trains(digits_cache, capsys):
     from benchmarks import ceiling
 
