@@ -25,7 +25,8 @@ from typing import Any, Callable
 import numpy as np
 from hydra.errors import HydraException
 
-from benchmarks.common import compose_cfg, config_error, mean_sd, run_tool
+from benchmarks.cli import run_tool
+from benchmarks.common import compose_cfg, config_error, mean_sd
 from benchmarks.levers import listed, override_key
 
 FEATURES = ("sum", "absdiff", "product", "cosine")  # the study's logistic baseline's pair features

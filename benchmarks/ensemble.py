@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 from hydra.errors import HydraException
 
-from benchmarks.common import config_error, run_tool
+from benchmarks.cli import run_tool
+from benchmarks.common import config_error
 from benchmarks.thresholds import MODEL_FILES, scored, split_arguments
 
 COLUMNS = ["data", "trial", "seeds", "val AUC mean", "kept seed: test accuracy", "seed mean test accuracy",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from benchmarks.common import run_tool
+from benchmarks.cli import run_tool
 from benchmarks.levers import listed, override_key, run
 
 

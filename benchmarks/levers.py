@@ -28,7 +28,8 @@ from typing import Any
 
 from hydra.errors import HydraException
 
-from benchmarks.common import compose_cfg, config_error, mean_sd, run_tool
+from benchmarks.cli import run_tool
+from benchmarks.common import compose_cfg, config_error, mean_sd
 
 METRICS = ("val_auc", "test_auc", "test_accuracy")
 

@@ -25,7 +25,8 @@ from typing import Any, Iterator
 import numpy as np
 from hydra.errors import HydraException
 
-from benchmarks.common import compose_cfg, config_error, run_tool
+from benchmarks.cli import run_tool
+from benchmarks.common import compose_cfg, config_error
 
 RULES = ("empirical", "bagged", "platt")
 MODEL_FILES = ("bundle.json", "model.keras")  # what a saved model folder holds
