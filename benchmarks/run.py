@@ -7,6 +7,8 @@
     python -m benchmarks.run --resume        # after a stop: the accuracy cells (data set × seed) it finished are kept
     python -m benchmarks.run --resume --merge ../other/experiments/bench/partial/accuracy.json
                                              # and those of runs over other SIAMESE_BENCH_DATASETS / _SEEDS
+    python -m benchmarks.run --only accuracy --resume --finished-only
+                                             # the tables from the cells finished so far, running none
 """
 
 from __future__ import annotations
@@ -133,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--merge", nargs="+", type=Path, default=[], metavar="PARTIAL",
                         help="with --resume: first add the finished accuracy cells of these partial files (runs of the "
                              "same code over other SIAMESE_BENCH_DATASETS / SIAMESE_BENCH_SEEDS, in other checkouts)")
+    parser.add_argument("--finished-only", action="store_true",
+                        help="with --resume: summarise the kept accuracy cells (and --merge's) and run none of the rest; "
+                             "each row's seeds column says how many it has, a note names the cells not run")
     parser.add_argument("--render", action="store_true", help="only rewrite benchmarks/README.md from the saved JSON")
     args = parser.parse_args(argv)
     if args.render:
@@ -158,6 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.merge and not args.resume:
         print("error: --merge adds finished cells to a resumed run: add --resume", file=sys.stderr)
         return 2
+    if args.finished_only and not args.resume:
+        print("error: --finished-only summarises the cells a resumed run keeps: add --resume", file=sys.stderr)
+        return 2
     from siamese.errors import ConfigError
     from siamese.stops import Stopped, install_stop_handlers
 
@@ -177,6 +185,9 @@ def main(argv: list[str] | None = None) -> int:
             kept, said = accuracy.finished_cells(args.quick) if args.resume else ({}, "")
         except ConfigError as exc:
             print(f"error: {exc}", file=sys.stderr)
+            return 2
+        if args.finished_only and not kept:
+            print(f"error: --finished-only: no finished accuracy cell to summarise ({said})", file=sys.stderr)
             return 2
         if interrupted:  # hours of finished cells are not thrown away by a rerun that forgot --resume
             print(f"error: {interrupted}", file=sys.stderr)
@@ -216,17 +227,35 @@ def _run(names: list[str], args: argparse.Namespace, out: Path, store: Path, kep
         print(f"== {name} ==", flush=True)
         if name == "question":
             result = question.run(args.quick, json.loads((out / "accuracy.json").read_text()))
+        elif name == "accuracy" and args.finished_only:
+            result = _finished_only(args.quick, store, kept)
         elif name == "accuracy":
             result = accuracy.run(args.quick, store, kept)
         else:
             result = {"speed": speed, "throughput": throughput, "parallel": parallel,
                       "growth": growth}[name].run(args.quick, store)
         result.seconds, result.command = time.perf_counter() - t0, command
+        if name == "accuracy" and args.finished_only:  # the time its cells took, not this summary's
+            result.seconds = sum(r["seconds"] for rows in kept.values() for r in rows)
         result.date = time.strftime("%Y-%m-%d")
         check(write(result, out))
         results.append(result)
         print(result.markdown(), "\n", flush=True)
     return results
+
+
+def _finished_only(quick: bool, store: Path, kept: dict[str, Any]) -> Result:
+    """The accuracy tables from the cells already finished (``--resume --finished-only``), none run: a long
+    run split over processes or sessions shows what it has, each row over the seeds it has."""
+    s = accuracy.settings(quick)
+    keys = [f"{d}/s{seed}" for seed in s["seeds"] for d in s["datasets"]]  # the order a full run has them in
+    cells = {k: kept[k] for k in keys if k in kept}
+    result = accuracy.summarise(quick, s, cells, store, accuracy.fingerprint(s), cells)
+    missing = [k for k in keys if k not in kept]
+    if missing:
+        result.notes.append(f"--finished-only: {len(kept)} of {len(kept) + len(missing)} cells; not run: "
+                            f"{', '.join(missing)} (a row's seeds column says how many seeds it has)")
+    return result
 
 
 if __name__ == "__main__":

@@ -185,6 +185,40 @@ def test_merge_adds_the_finished_cells_of_runs_over_other_subsets(tmp_path, monk
     assert accuracy.finished_cells(quick=True)[0] == {"digits/s1": cell}
 
 
+def test_finished_only_summarises_the_kept_cells_and_runs_none(tmp_path, monkeypatch, capsys):
+    """``--resume --finished-only``: the tables from the finished cells (this checkout's and --merge's), each
+    row over the seeds it has, a note naming the cells not run, and the cells' own time; nothing trains."""
+    from benchmarks import accuracy
+    from benchmarks.run import main
+
+    monkeypatch.setattr(accuracy, "CACHE", tmp_path / "here")
+    monkeypatch.setattr(accuracy, "run", lambda *a: pytest.fail("--finished-only ran a cell"))
+    fp = accuracy.fingerprint(accuracy.settings(quick=True))
+
+    def cell(acc: float) -> list[dict]:
+        metrics = {"test_accuracy": acc, "test_auc": acc, "test_f1": acc, "val_auc": acc,
+                   "confirm_val_auc_mean": acc, "confirm_val_auc_sd": 0.01}
+        return [{"method": m, "seconds": 10.0, "metrics": metrics} for m in accuracy.METHODS]
+
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"data": {"cells": {"digits/s1": cell(0.8)}, "fingerprint": fp}}))
+    out = tmp_path / "out"
+    assert main(["--quick", "--only", "accuracy", "--resume", "--finished-only", "--out", str(out)]) == 2
+    assert capsys.readouterr().err.startswith("error: --finished-only: no finished accuracy cell to summarise")
+    assert main(["--quick", "--only", "accuracy", "--finished-only", "--out", str(out)]) == 2
+    assert "add --resume" in capsys.readouterr().err
+    assert main(["--quick", "--only", "accuracy", "--resume", "--finished-only", "--merge", str(other),
+                 "--out", str(out)]) == 0
+    result = json.loads((out / "accuracy.json").read_text())
+    rows = result["tables"][0]["rows"]
+    assert [r[1] for r in rows][:3] == accuracy.METHODS[:3] and all(r[2] == 1 for r in rows)  # one seed each
+    assert rows[0][3] == "0.8000"  # one seed: no sd
+    assert result["notes"][-1] == ("--finished-only: 1 of 2 cells; not run: digits/s0 (a row's seeds column says "
+                                   "how many seeds it has)")
+    assert result["seconds"] == 10.0 * len(accuracy.METHODS)
+    assert list(result["data"]["cells"]) == ["digits/s1"]
+
+
 @pytest.mark.parametrize("argv, env, says", [
     (["--quick", "--only", "accuracy"], "nosuch", "SIAMESE_BENCH_DATASETS=nosuch: ['nosuch'] not among"),
     (["--quick", "--only", "accuracy"], "mnist5k", "--quick runs digits only"),
