@@ -5,6 +5,7 @@ fingerprint reads: a change here changes no benchmark figure."""
 from __future__ import annotations
 
 import sys
+import traceback
 from typing import Callable, NoReturn
 
 
@@ -26,8 +27,8 @@ def run_tool(main: Callable[[], int]) -> NoReturn:
     try:
         code = main()
     except KeyboardInterrupt as exc:
-        if debug():
-            raise
+        if debug():  # the traceback, and still the signal's exit code
+            traceback.print_exc()
         # As the siamese tools say it (siamese.cli): "error: stopped by …" and what to do.
         print(f"error: {exc or 'stopped by Ctrl-C (SIGINT)'}; nothing was kept (the rows printed above had "
               "finished): run the same command again to measure it all", file=sys.stderr)

@@ -69,6 +69,17 @@ def refresh_readme(results: list[Result], readme: Path = ROOT / "README.md") -> 
     readme.write_text(text)
 
 
+def incomplete(cells: dict[str, Any]) -> str | None:
+    """What a cell lacks, if any lacks a row of ``accuracy.METHODS`` (every row is written with its cell, so a
+    cell short of one was not written by this benchmark): the tables compare rows of the same cells."""
+    for key, rows in cells.items():
+        have = {r.get("method") for r in rows if isinstance(r, dict)} if isinstance(rows, list) else set()
+        missing = [m for m in accuracy.METHODS if m not in have]
+        if missing:
+            return f"cell {key} has no row for {', '.join(repr(m) for m in missing)}"
+    return None
+
+
 def merge_partials(paths: list[Path], quick: bool) -> str:
     """Add the finished accuracy cells of other runs' partial files to this checkout's, so ``--resume``
     keeps them all: one long run split over processes (each its own checkout, store and subset of
@@ -109,8 +120,12 @@ def merge_partials(paths: list[Path], quick: bool) -> str:
                               "or the Keras backend differ from this checkout's); run both with the same code")
         clash = sorted(set(cells) & set(merged["data"]["cells"]))
         if clash:
-            raise ConfigError(f"--merge {path}: cell(s) {', '.join(clash)} are already in {own}; merge runs over "
+            where = f"{own} or an earlier --merge file" if added else str(own)
+            raise ConfigError(f"--merge {path}: cell(s) {', '.join(clash)} are already in {where}; merge runs over "
                               "different data sets or seeds")
+        short = incomplete(cells)
+        if short:
+            raise ConfigError(f"--merge {path}: {short}; give the partial file of a finished run")
         merged["data"]["cells"].update(cells)
         added += list(cells)
     before = own.read_text() if own.is_file() else None
@@ -153,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     command = "make bench-quick" if args.quick else "make bench"
     if set(names) != set(ORDER):
         command = f"python -m benchmarks.run{' --quick' if args.quick else ''} --only {','.join(names)}"
+    if args.finished_only:  # a summary of finished cells must not read as a run of them all
+        command += " --resume --finished-only"
     if args.resume and "accuracy" not in names:
         print("error: --resume keeps the accuracy benchmark's finished cells: add accuracy to --only", file=sys.stderr)
         return 2
@@ -165,6 +182,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.finished_only and not args.resume:
         print("error: --finished-only summarises the cells a resumed run keeps: add --resume", file=sys.stderr)
+        return 2
+    if args.finished_only and names != ["accuracy"]:
+        print("error: --finished-only summarises accuracy cells only: give --only accuracy (the question benchmark "
+              "reads its studies from the store of the checkout that ran them: --only accuracy,question --resume there)",
+              file=sys.stderr)
         return 2
     from siamese.errors import ConfigError
     from siamese.stops import Stopped, install_stop_handlers
@@ -186,8 +208,15 @@ def main(argv: list[str] | None = None) -> int:
         except ConfigError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+        short = incomplete(kept) if args.finished_only else None
+        if short:
+            print(f"error: {accuracy.partial_path(args.quick)}: {short}; delete that cell from it (or the file) and "
+                  "run the cell again", file=sys.stderr)
+            return 2
         if args.finished_only and not kept:
-            print(f"error: --finished-only: no finished accuracy cell to summarise ({said})", file=sys.stderr)
+            print(f"error: --finished-only: {accuracy.partial_path(args.quick)} holds no finished cell of this run's data "
+                  "sets and seeds (SIAMESE_BENCH_DATASETS / SIAMESE_BENCH_SEEDS): run cells first, or --merge the partial "
+                  "files of the checkouts that ran them", file=sys.stderr)
             return 2
         if interrupted:  # hours of finished cells are not thrown away by a rerun that forgot --resume
             print(f"error: {interrupted}", file=sys.stderr)

@@ -154,7 +154,7 @@ def test_merge_adds_the_finished_cells_of_runs_over_other_subsets(tmp_path, monk
 
     monkeypatch.setattr(accuracy, "CACHE", tmp_path / "here")
     fp = accuracy.fingerprint(accuracy.settings(quick=True))
-    cell = [{"method": "majority class", "seconds": 1.0, "metrics": {"test_accuracy": 0.5}}]
+    cell = [{"method": m, "seconds": 1.0, "metrics": {"test_accuracy": 0.5}} for m in accuracy.METHODS]
     own = accuracy.partial_path(quick=True)
     own.parent.mkdir(parents=True)
     own.write_text(json.dumps({"data": {"cells": {"digits/s0": cell}, "fingerprint": fp, "store": "kept"}}))
@@ -168,7 +168,11 @@ def test_merge_adds_the_finished_cells_of_runs_over_other_subsets(tmp_path, monk
     for text, says in [(json.dumps({"data": {"cells": {"digits/s1": cell}, "fingerprint": fp}}), "already in"),
                        (json.dumps({"data": {"cells": {"digits/s2": cell}, "fingerprint": "0" * 16}}), "other code"),
                        ('{"data": {', "cannot be read (JSONDecodeError)"),
-                       (json.dumps({"data": {"cells": {"digits/s2": [{"method": 1}]}, "fingerprint": fp}}), "malformed")]:
+                       (json.dumps({"data": {"cells": {"digits/s2": [{**r, "metrics": {"test_accuracy": "high"}} for r in cell]},
+                                             "fingerprint": fp}}), "malformed"),
+                       (json.dumps({"data": {"cells": {"digits/s2": cell[:3]}, "fingerprint": fp}}),
+                        "cell digits/s2 has no row for \"question's model\""),
+                       (json.dumps({"data": {"cells": {"digits/s2": [{"method": 1}]}, "fingerprint": fp}}), "has no row for")]:
         bad.write_text(text)
         with pytest.raises(ConfigError, match=re.escape(says)):
             merge_partials([bad], quick=True)
@@ -204,7 +208,7 @@ def test_finished_only_summarises_the_kept_cells_and_runs_none(tmp_path, monkeyp
     other.write_text(json.dumps({"data": {"cells": {"digits/s1": cell(0.8)}, "fingerprint": fp}}))
     out = tmp_path / "out"
     assert main(["--quick", "--only", "accuracy", "--resume", "--finished-only", "--out", str(out)]) == 2
-    assert capsys.readouterr().err.startswith("error: --finished-only: no finished accuracy cell to summarise")
+    assert "holds no finished cell of this run's data sets and seeds" in capsys.readouterr().err
     assert main(["--quick", "--only", "accuracy", "--finished-only", "--out", str(out)]) == 2
     assert "add --resume" in capsys.readouterr().err
     assert main(["--quick", "--only", "accuracy", "--resume", "--finished-only", "--merge", str(other),
@@ -217,6 +221,18 @@ def test_finished_only_summarises_the_kept_cells_and_runs_none(tmp_path, monkeyp
                                    "how many seeds it has)")
     assert result["seconds"] == 10.0 * len(accuracy.METHODS)
     assert list(result["data"]["cells"]) == ["digits/s1"]
+    assert result["command"] == "python -m benchmarks.run --quick --only accuracy --resume --finished-only"
+    assert main(["--quick", "--only", "accuracy,question", "--resume", "--finished-only", "--out", str(out)]) == 2
+    assert "give --only accuracy" in capsys.readouterr().err
+    own = accuracy.partial_path(quick=True)  # a cell short of a row (not written by this benchmark): refused
+    saved = json.loads(own.read_text())
+    saved["data"]["cells"]["digits/s0"] = cell(0.9)[:-1]
+    own.write_text(json.dumps(saved))
+    (out / "accuracy.json").unlink()
+    assert main(["--quick", "--only", "accuracy", "--resume", "--finished-only", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cell digits/s0 has no row for 'default study" in err[0], err
+    assert not (out / "accuracy.json").exists()
 
 
 @pytest.mark.parametrize("argv, env, says", [
@@ -573,18 +589,21 @@ def test_ceiling_bad_arguments_are_one_usage_line(argv, says, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("tool, args, signum, code", [
-    ("implied", ["--ratios", "0,1,2,3", "--seeds", "0,1", "training.epochs=1"], "SIGINT", 130),
-    ("ceiling", ["--seeds", "0,1,2"], "SIGTERM", 143),
+@pytest.mark.parametrize("tool, args, signum, code, debug", [
+    ("implied", ["--ratios", "0,1,2,3", "--seeds", "0,1", "training.epochs=1"], "SIGINT", 130, "0"),
+    ("ceiling", ["--seeds", "0,1,2"], "SIGTERM", 143, "0"),
+    ("implied", ["--ratios", "0,1,2,3", "--seeds", "0,1", "training.epochs=1"], "SIGTERM", 143, "1"),
 ])
-def test_single_question_tools_stopped_say_one_line_not_a_traceback(tmp_path, digits_cache, tool, args, signum, code):
+def test_single_question_tools_stopped_say_one_line_not_a_traceback(tmp_path, digits_cache, tool, args, signum, code,
+                                                                     debug):
     """Ctrl-C or SIGTERM while a single-question tool (``benchmarks.implied``, ``ceiling``, …) measures: one
-    ``error: stopped by …`` line, the shell's code for the signal, no table and no traceback."""
+    ``error: stopped by …`` line, the shell's code for the signal, no table and no traceback (with
+    ``SIAMESE_DEBUG=1`` the traceback too, and still the signal's code)."""
     import signal
 
     argv = [sys.executable, "-m", f"benchmarks.{tool}", "--data", "digits", f"++data.cache_dir={digits_cache}",
             "++data.n_train=300", "++data.n_test=100", *args]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "SIAMESE_DEBUG": "0"}
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "SIAMESE_DEBUG": debug}
     proc = subprocess.Popen(argv, cwd=project_root(), env=env, stdout=subprocess.PIPE,
                             stderr=(tmp_path / "err.log").open("w"), text=True)
     first = proc.stdout.readline()  # the first measurement printed: the tool is mid-way through its rows
@@ -593,7 +612,7 @@ def test_single_question_tools_stopped_say_one_line_not_a_traceback(tmp_path, di
     rest = proc.stdout.read()
     assert proc.wait(timeout=300) == code
     err = (tmp_path / "err.log").read_text()
-    assert "Traceback" not in err, err[-3000:]
+    assert ("Traceback" in err) == (debug == "1"), err[-3000:]
     assert err.strip().splitlines()[-1].startswith(f"error: stopped by {'Ctrl-C (SIGINT)' if signum == 'SIGINT' else 'signal SIGTERM'}; nothing was kept")
     assert "| digits |" not in rest  # no table from a stopped run
 
