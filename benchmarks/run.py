@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         except ConfigError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        short = incomplete(kept) if args.finished_only else None
+        short = incomplete(kept)  # a resumed run would summarise it too, after hours of new cells
         if short:
             print(f"error: {accuracy.partial_path(args.quick)}: {short}; delete that cell from it (or the file) and "
                   "run the cell again", file=sys.stderr)
@@ -265,7 +265,7 @@ def _run(names: list[str], args: argparse.Namespace, out: Path, store: Path, kep
                       "growth": growth}[name].run(args.quick, store)
         result.seconds, result.command = time.perf_counter() - t0, command
         if name == "accuracy" and args.finished_only:  # the time its cells took, not this summary's
-            result.seconds = sum(r["seconds"] for rows in kept.values() for r in rows)
+            result.seconds = sum(r["seconds"] for rows in result.data["cells"].values() for r in rows)
         result.date = time.strftime("%Y-%m-%d")
         check(write(result, out))
         results.append(result)
@@ -282,7 +282,7 @@ def _finished_only(quick: bool, store: Path, kept: dict[str, Any]) -> Result:
     result = accuracy.summarise(quick, s, cells, store, accuracy.fingerprint(s), cells)
     missing = [k for k in keys if k not in kept]
     if missing:
-        result.notes.append(f"--finished-only: {len(kept)} of {len(kept) + len(missing)} cells; not run: "
+        result.notes.append(f"--finished-only: {len(cells)} of {len(keys)} cells; not run: "
                             f"{', '.join(missing)} (a row's seeds column says how many seeds it has)")
     return result
 

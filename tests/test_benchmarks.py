@@ -233,6 +233,8 @@ def test_finished_only_summarises_the_kept_cells_and_runs_none(tmp_path, monkeyp
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cell digits/s0 has no row for 'default study" in err[0], err
     assert not (out / "accuracy.json").exists()
+    assert main(["--quick", "--only", "accuracy", "--resume", "--out", str(out)]) == 2  # nor resumed to fail later
+    assert "cell digits/s0 has no row for 'default study" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv, env, says", [
