@@ -155,7 +155,14 @@ def main(argv: list[str] | None = None) -> int:
                              "each row's seeds column says how many it has, a note names the cells not run")
     parser.add_argument("--render", action="store_true", help="only rewrite benchmarks/README.md from the saved JSON")
     args = parser.parse_args(argv)
-    if args.render:
+    if args.render:  # it reads benchmarks/results/ and writes the README: another flag would be silently unused
+        extra = [flag for flag, given in (("--quick", args.quick), ("--only", args.only != parser.get_default("only")),
+                                          ("--out", args.out), ("--resume", args.resume), ("--merge", args.merge),
+                                          ("--finished-only", args.finished_only)) if given]
+        if extra:
+            print(f"error: --render only rewrites benchmarks/README.md from benchmarks/results/*.json and takes no "
+                  f"{', '.join(extra)}: run it alone", file=sys.stderr)
+            return 2
         refresh_readme([Result.from_json(check(ROOT / "results" / f"{n}.json")) for n in ORDER
                         if (ROOT / "results" / f"{n}.json").exists()])
         return 0
@@ -165,6 +172,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unknown benchmark(s) {unknown}; choose from {ORDER}", file=sys.stderr)
         return 2
     out = args.out or ROOT / "results" / ("quick" if args.quick else "")
+    if out.exists() and not out.is_dir():
+        print(f"error: --out {out} is a file: give a folder (each benchmark writes NAME.json there)", file=sys.stderr)
+        return 2
     command = "make bench-quick" if args.quick else "make bench"
     if set(names) != set(ORDER):
         command = f"python -m benchmarks.run{' --quick' if args.quick else ''} --only {','.join(names)}"

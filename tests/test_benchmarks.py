@@ -259,6 +259,24 @@ def test_bench_bad_arguments_are_one_error_line_before_anything_runs(tmp_path, m
     assert not (tmp_path / "out").exists()
 
 
+def test_bench_out_naming_a_file_and_render_with_other_flags_are_one_error_line(tmp_path, capsys):
+    """``--out`` must name a folder (a file there was a FileExistsError traceback), and ``--render`` takes no
+    other flag (it reads benchmarks/results/ only: ``--render --out DIR`` silently rendered the committed JSON)."""
+    from benchmarks.run import main
+
+    taken = tmp_path / "taken"
+    taken.write_text("mine")
+    readme = (project_root() / "benchmarks" / "README.md").read_text()
+    for argv, says in ([["--only", "speed", "--out", str(taken)], f"--out {taken} is a file: give a folder"],
+                       [["--render", "--out", str(tmp_path)], "takes no --out: run it alone"],
+                       [["--render", "--quick", "--only", "speed"], "takes no --quick, --only: run it alone"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: ") and says in err[0], err
+    assert taken.read_text() == "mine"
+    assert (project_root() / "benchmarks" / "README.md").read_text() == readme
+
+
 def test_render_keeps_each_results_own_date(tmp_path):
     """``--render`` rewrites a block from saved JSON: the footer's date is the result's, and a result saved
     before results carried a date keeps the date its block showed (it was stamped with today's)."""
